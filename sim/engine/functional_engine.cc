@@ -1,0 +1,439 @@
+#include "sim/engine/functional_engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "models/adc/adc.h"
+#include "models/crossbar/crossbar.h"
+#include "models/crossbar/slicing.h"
+
+namespace imcsim::engine {
+
+using graph::Activation;
+using graph::Graph;
+using graph::ImcLayer;
+using graph::Node;
+
+void ImcNodeCounters::merge(const ImcNodeCounters& o) {
+  images += o.images;
+  row_drives += o.row_drives;
+  adc_conversions += o.adc_conversions;
+  adc_saturations += o.adc_saturations;
+  psum_min = std::min(psum_min, o.psum_min);
+  psum_max = std::max(psum_max, o.psum_max);
+}
+
+void EngineCounters::merge(const EngineCounters& o) {
+  if (per_node.size() < o.per_node.size()) per_node.resize(o.per_node.size());
+  for (size_t i = 0; i < o.per_node.size(); ++i) per_node[i].merge(o.per_node[i]);
+}
+
+namespace {
+
+constexpr size_t kMaxLutEntries = size_t{1} << 22;  // ADC lookup tables up to 32 MiB per layer
+
+// Output (real) value to the node's representation: codes, or kept as float.
+inline double relu_if(double y, Activation a) { return a == Activation::kRelu ? std::max(y, 0.0) : y; }
+
+}  // namespace
+
+// Everything about one IMC layer that does not depend on the input, prepared once.
+struct FunctionalEngine::ImcPlan {
+  const ImcLayer* layer = nullptr;
+  kernels::ProgrammedCrossbar crossbar;
+  std::vector<kernels::InputGroup> groups;
+  uint32_t input_bits = 0;
+  int32_t input_zero_point = 0;
+  uint32_t in_h = 1, in_w = 1, out_h = 1, out_w = 1;
+  uint32_t positions = 1;
+  std::vector<int32_t> gather;          // [P][K]: input element index, or -1 for padding
+  std::vector<int64_t> shift_weight;    // [S][T]
+  std::vector<int64_t> column_correction_fx;  // [N]: 2^F (a - z) sum_k W[k][n]
+  int64_t offset_correction_fx = 0;     // 2^F 2^(Bw-1) (OFFSET only), times sum_k x'[k]
+  std::vector<double> multiplier;       // [N]: ((s_x s_w) ps) 2^-F
+  // ADC lookup: value_fx and saturation flag for p in [lut_min, lut_min + lut_size).
+  bool use_lut = false;
+  int64_t lut_min = 0;
+  size_t lut_size = 0;
+  std::vector<int64_t> lut_value;
+  std::vector<uint8_t> lut_saturated;
+
+  ImcPlan(const ImcLayer& l, kernels::ProgrammedCrossbar xbar) : layer(&l), crossbar(std::move(xbar)) {}
+
+  bool saturated(uint64_t set, int64_t p) const {
+    const auto& adc = layer->adc;
+    if (adc.kind != kernels::AdcKind::kLinear) return false;
+    const int64_t num = p * (int64_t{1} << adc.frac_bits) - adc.centre_fx[set];
+    const int64_t step = adc.step_fx[set];
+    // Clipped iff the unclipped rounded code lies outside [qmin, qmax].
+    int64_t r;
+    if (adc.rounding == kernels::AdcRounding::kFloor) {
+      r = kernels::floor_div(num, step);
+    } else {
+      const int64_t mag = kernels::floor_div(2 * (num < 0 ? -num : num) + step, 2 * step);
+      r = num < 0 ? -mag : mag;
+    }
+    return r < adc.code_min() || r > adc.code_max();
+  }
+};
+
+FunctionalEngine::FunctionalEngine(const Graph& graph) : graph_(graph) {
+  plans_.resize(graph.nodes.size());
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& node = graph.nodes[i];
+    const auto* l = std::get_if<ImcLayer>(&node.op);
+    if (!l) continue;
+    const uint32_t K = l->rows_k(), N = l->cols_n();
+    const uint32_t taps = l->kernel_h * l->kernel_w;
+    auto tiles = l->row_tiling == graph::RowTilingRule::kContiguous
+                     ? kernels::contiguous_row_tiles(K, l->array_rows)
+                     : kernels::channel_aligned_row_tiles(l->in_channels, taps, l->array_rows);
+    auto plan = std::make_unique<ImcPlan>(
+        *l, kernels::ProgrammedCrossbar(l->weights, K, N, l->weight_bits, l->cell_bits,
+                                        l->encoding, std::move(tiles)));
+    const graph::Quant& in_q = graph.tensor_quant(node.inputs[0]);
+    const graph::Shape& in_shape = graph.tensor_shape(node.inputs[0]);
+    plan->input_bits = in_q.bits;
+    plan->input_zero_point = in_q.zero_point;
+    plan->groups = kernels::input_groups(in_q.bits, l->dac_bits, l->ashift_offset != 0);
+    const auto& slices = plan->crossbar.slices();
+    const size_t S = slices.size(), T = plan->groups.size();
+
+    // im2col gather table.
+    if (l->is_conv) {
+      plan->in_h = in_shape.dims[1], plan->in_w = in_shape.dims[2];
+      plan->out_h = node.output_shape.dims[1], plan->out_w = node.output_shape.dims[2];
+    }
+    plan->positions = plan->out_h * plan->out_w;
+    plan->gather.resize(static_cast<size_t>(plan->positions) * K);
+    for (uint32_t oy = 0; oy < plan->out_h; ++oy)
+      for (uint32_t ox = 0; ox < plan->out_w; ++ox)
+        for (uint32_t c = 0; c < l->in_channels; ++c)
+          for (uint32_t ky = 0; ky < l->kernel_h; ++ky)
+            for (uint32_t kx = 0; kx < l->kernel_w; ++kx) {
+              const size_t pos = size_t{oy} * plan->out_w + ox;
+              const size_t k = (size_t{c} * l->kernel_h + ky) * l->kernel_w + kx;
+              int32_t idx = -1;
+              if (l->is_conv) {
+                const int64_t y = int64_t{oy} * l->stride_h - l->pad_h + ky;
+                const int64_t x = int64_t{ox} * l->stride_w - l->pad_w + kx;
+                if (y >= 0 && y < plan->in_h && x >= 0 && x < plan->in_w)
+                  idx = static_cast<int32_t>((int64_t{c} * plan->in_h + y) * plan->in_w + x);
+              } else {
+                idx = static_cast<int32_t>(c);
+              }
+              plan->gather[pos * K + k] = idx;
+            }
+
+    plan->shift_weight.resize(S * T);
+    for (size_t s = 0; s < S; ++s)
+      for (size_t t = 0; t < T; ++t)
+        plan->shift_weight[s * T + t] = kernels::shift_add_weight(
+            slices[s].sign, slices[s].bit_lo, plan->groups[t].sign, plan->groups[t].bit_lo);
+
+    const int64_t frac_scale = int64_t{1} << l->adc.frac_bits;
+    plan->column_correction_fx.resize(N);
+    for (uint32_t n = 0; n < N; ++n) {
+      int64_t colsum = 0;
+      for (uint32_t k = 0; k < K; ++k) colsum += l->weights[size_t{n} * K + k];
+      plan->column_correction_fx[n] =
+          frac_scale * (int64_t{l->ashift_offset} - int64_t{in_q.zero_point}) * colsum;
+    }
+    if (l->encoding == kernels::WeightEncoding::kOffset)
+      plan->offset_correction_fx = frac_scale * (int64_t{1} << (l->weight_bits - 1));
+    plan->multiplier.resize(N);
+    for (uint32_t n = 0; n < N; ++n)
+      plan->multiplier[n] =
+          ((in_q.scale * l->weight_scale[n]) * l->psum_scale[n]) * std::ldexp(1.0, -int(l->adc.frac_bits));
+
+    // ADC lookup table over the reachable partial-sum range.
+    uint32_t max_rows = 0, gbits = 0, sbits = 0;
+    bool negative_cells = l->encoding == kernels::WeightEncoding::kDifferentialAnalog;
+    for (const auto& t : plan->crossbar.tiles()) max_rows = std::max(max_rows, t.rows());
+    for (const auto& g : plan->groups) gbits = std::max(gbits, g.nbits);
+    for (const auto& s : slices) sbits = std::max(sbits, s.nbits);
+    const int64_t bound = int64_t{max_rows} * ((int64_t{1} << gbits) - 1) * ((int64_t{1} << sbits) - 1);
+    plan->lut_min = negative_cells ? -bound : 0;
+    plan->lut_size = static_cast<size_t>(bound - plan->lut_min + 1);
+    const uint64_t sets = kernels::AdcSpec::sets_for(l->adc.granularity, plan->crossbar.tiles().size(), S, N);
+    if (plan->lut_size * sets <= kMaxLutEntries) {
+      plan->use_lut = true;
+      plan->lut_value.resize(plan->lut_size * sets);
+      plan->lut_saturated.resize(plan->lut_size * sets);
+      for (uint64_t set = 0; set < sets; ++set)
+        for (size_t i = 0; i < plan->lut_size; ++i) {
+          const int64_t p = plan->lut_min + static_cast<int64_t>(i);
+          plan->lut_value[set * plan->lut_size + i] = kernels::adc_convert(l->adc, set, p).value_fx;
+          plan->lut_saturated[set * plan->lut_size + i] = plan->saturated(set, p) ? 1 : 0;
+        }
+    }
+    plans_[i] = std::move(plan);
+  }
+}
+
+FunctionalEngine::~FunctionalEngine() = default;
+
+FunctionalEngine::ImcShape FunctionalEngine::imc_shape(size_t node_index) const {
+  const ImcPlan* p = plans_.at(node_index).get();
+  if (!p) return {};
+  return {p->positions, static_cast<uint32_t>(p->crossbar.tiles().size()),
+          static_cast<uint32_t>(p->crossbar.slices().size()), static_cast<uint32_t>(p->groups.size()),
+          p->crossbar.k_rows(), p->crossbar.n_cols()};
+}
+
+namespace {
+
+// Shared state of one IMC layer evaluation: runs all positions of one image.
+void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const Node& node,
+             std::span<const int32_t> in, std::vector<int32_t>& out_codes, std::vector<double>& out_values,
+             ImcNodeCounters* counters, NodeTrace* trace) {
+  const ImcLayer& l = *plan.layer;
+  const uint32_t K = shape.rows_k, N = shape.cols_n, S = shape.slices, T = shape.groups, G = shape.tiles;
+  const auto& adc = l.adc;
+  const bool float_out = node.output_quant.is_float();
+  if (float_out) out_values.assign(size_t{N} * plan.positions, 0.0);
+  else out_codes.assign(size_t{N} * plan.positions, 0);
+
+  std::vector<int32_t> xs(K);
+  std::vector<uint16_t> u(size_t{T} * K);
+  std::vector<int32_t> psum(size_t{S} * N);
+  std::vector<int64_t> acc(N);
+  std::vector<int64_t> trace_psums, trace_codes;  // [G][S][T][N] of one position (trace only)
+  if (trace) {
+    trace_psums.resize(size_t{G} * S * T * N);
+    trace_codes.resize(trace_psums.size());
+  }
+  uint64_t row_drives = 0, saturations = 0;
+  int64_t pmin = INT64_MAX, pmax = INT64_MIN;
+
+  for (uint32_t pos = 0; pos < plan.positions; ++pos) {
+    const int32_t* gather = plan.gather.data() + size_t{pos} * K;
+    int64_t xsum = 0;
+    for (uint32_t k = 0; k < K; ++k) {
+      const int32_t x = gather[k] < 0 ? plan.input_zero_point : in[static_cast<size_t>(gather[k])];
+      xs[k] = x - static_cast<int32_t>(l.ashift_offset);
+      xsum += xs[k];
+    }
+    for (uint32_t t = 0; t < T; ++t)
+      for (uint32_t k = 0; k < K; ++k)
+        u[size_t{t} * K + k] = static_cast<uint16_t>(kernels::group_value(xs[k], plan.input_bits, plan.groups[t]));
+    std::fill(acc.begin(), acc.end(), 0);
+    for (uint32_t g = 0; g < G; ++g) {
+      const auto& tile = plan.crossbar.tiles()[g];
+      for (uint32_t t = 0; t < T; ++t) {
+        const uint16_t* ut = u.data() + size_t{t} * K;
+        if (counters)
+          for (uint32_t k = tile.row_begin; k < tile.row_end; ++k) row_drives += ut[k] != 0;
+        plan.crossbar.partial_sums(g, std::span<const uint16_t>(ut, K), psum);
+        for (uint32_t s = 0; s < S; ++s) {
+          const int64_t w = plan.shift_weight[size_t{s} * T + t];
+          const int32_t* ps = psum.data() + size_t{s} * N;
+          for (uint32_t n = 0; n < N; ++n) {
+            const int64_t p = ps[n];
+            const uint64_t set = adc.set_index(g, s, n, S, N);
+            int64_t value;
+            if (plan.use_lut) {
+              const size_t idx = set * plan.lut_size + static_cast<size_t>(p - plan.lut_min);
+              value = plan.lut_value[idx];
+              saturations += plan.lut_saturated[idx];
+            } else {
+              value = kernels::adc_convert(adc, set, p).value_fx;
+              if (counters) saturations += plan.saturated(set, p);
+            }
+            acc[n] += w * value;
+            if (counters) {
+              pmin = std::min(pmin, p);
+              pmax = std::max(pmax, p);
+            }
+            if (trace) {
+              const size_t ti = ((size_t{g} * S + s) * T + t) * N + n;
+              trace_psums[ti] = p;
+              trace_codes[ti] = kernels::adc_convert(adc, set, p).code;
+            }
+          }
+        }
+      }
+    }
+    for (uint32_t n = 0; n < N; ++n) {
+      acc[n] += plan.column_correction_fx[n] - plan.offset_correction_fx * xsum;
+      const double y = relu_if(static_cast<double>(acc[n]) * plan.multiplier[n] + l.bias[n], l.activation);
+      const size_t o = size_t{n} * plan.positions + pos;
+      if (float_out) out_values[o] = y;
+      else
+        out_codes[o] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
+                                           node.output_quant.bits);
+    }
+    if (trace) {
+      for (int64_t v : trace_psums) trace->psum.add(v);
+      for (int64_t v : trace_codes) trace->adc_code.add(v);
+      for (int64_t v : acc) trace->acc.add(v);
+      if (pos == 0) {
+        trace->psums_position0 = trace_psums;
+        trace->adc_codes_position0 = trace_codes;
+        trace->acc_position0 = acc;
+      }
+    }
+  }
+  if (counters) {
+    counters->images += 1;
+    counters->row_drives += row_drives;
+    counters->adc_conversions += uint64_t{plan.positions} * G * S * T * N;
+    counters->adc_saturations += saturations;
+    counters->psum_min = std::min(counters->psum_min, pmin);
+    counters->psum_max = std::max(counters->psum_max, pmax);
+  }
+}
+
+// Requantises a real value to a node's output (codes), or stores it if the output is float.
+void emit(const Node& node, size_t index, double y, std::vector<int32_t>& codes, std::vector<double>& values) {
+  if (node.output_quant.is_float()) values[index] = y;
+  else codes[index] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
+                                          node.output_quant.bits);
+}
+
+}  // namespace
+
+InferenceResult FunctionalEngine::infer(std::span<const int32_t> input_codes, EngineCounters* counters,
+                                        std::vector<NodeTrace>* traces) const {
+  const size_t n_nodes = graph_.nodes.size();
+  InferenceResult result;
+  result.node_codes.resize(n_nodes);
+  if (counters && counters->per_node.size() < n_nodes) counters->per_node.resize(n_nodes);
+  if (traces) traces->assign(n_nodes, NodeTrace{});
+  std::vector<double> values;  // float output of the current node, if any
+
+  auto tensor = [&](int id) -> std::span<const int32_t> {
+    return id < 0 ? input_codes : std::span<const int32_t>(result.node_codes[static_cast<size_t>(id)]);
+  };
+
+  for (size_t i = 0; i < n_nodes; ++i) {
+    const Node& node = graph_.nodes[i];
+    std::vector<int32_t>& out = result.node_codes[i];
+    const auto in = tensor(node.inputs[0]);
+    const graph::Quant& in_q = graph_.tensor_quant(node.inputs[0]);
+    const graph::Shape& in_shape = graph_.tensor_shape(node.inputs[0]);
+    const size_t out_elems = node.output_shape.elements();
+    values.assign(node.output_quant.is_float() ? out_elems : 0, 0.0);
+    if (!node.output_quant.is_float()) out.assign(out_elems, 0);
+
+    if (plans_[i]) {
+      run_imc(imc_shape(i), *plans_[i], node, in, out, values, counters ? &counters->per_node[i] : nullptr,
+              traces ? &(*traces)[i] : nullptr);
+    } else if (const auto* mp = std::get_if<graph::MaxPool>(&node.op)) {
+      const uint32_t C = in_shape.dims[0], H = in_shape.dims[1], W = in_shape.dims[2];
+      const uint32_t OH = node.output_shape.dims[1], OW = node.output_shape.dims[2];
+      for (uint32_t c = 0; c < C; ++c)
+        for (uint32_t oy = 0; oy < OH; ++oy)
+          for (uint32_t ox = 0; ox < OW; ++ox) {
+            int32_t best = INT32_MIN;
+            for (uint32_t ky = 0; ky < mp->kernel_h; ++ky)
+              for (uint32_t kx = 0; kx < mp->kernel_w; ++kx) {
+                const int64_t y = int64_t{oy} * mp->stride_h - mp->pad_h + ky;
+                const int64_t x = int64_t{ox} * mp->stride_w - mp->pad_w + kx;
+                if (y < 0 || y >= H || x < 0 || x >= W) continue;
+                best = std::max(best, in[static_cast<size_t>((int64_t{c} * H + y) * W + x)]);
+              }
+            const size_t o = (size_t{c} * OH + oy) * OW + ox;
+            if (node.output_quant.is_float()) values[o] = in_q.scale * double(best - in_q.zero_point);
+            else out[o] = best;
+          }
+    } else if (const auto* ap = std::get_if<graph::AvgPool>(&node.op)) {
+      const uint32_t C = in_shape.dims[0], H = in_shape.dims[1], W = in_shape.dims[2];
+      const uint32_t OH = node.output_shape.dims[1], OW = node.output_shape.dims[2];
+      const int64_t cnt = int64_t{ap->kernel_h} * ap->kernel_w;
+      for (uint32_t c = 0; c < C; ++c)
+        for (uint32_t oy = 0; oy < OH; ++oy)
+          for (uint32_t ox = 0; ox < OW; ++ox) {
+            int64_t sum = 0;
+            for (uint32_t ky = 0; ky < ap->kernel_h; ++ky)
+              for (uint32_t kx = 0; kx < ap->kernel_w; ++kx) {
+                const int64_t y = int64_t{oy} * ap->stride_h - ap->pad_h + ky;
+                const int64_t x = int64_t{ox} * ap->stride_w - ap->pad_w + kx;
+                sum += (y < 0 || y >= H || x < 0 || x >= W)
+                           ? in_q.zero_point
+                           : in[static_cast<size_t>((int64_t{c} * H + y) * W + x)];
+              }
+            const double y = (static_cast<double>(sum - cnt * in_q.zero_point) * in_q.scale) /
+                             static_cast<double>(cnt);
+            emit(node, (size_t{c} * OH + oy) * OW + ox, y, out, values);
+          }
+    } else if (const auto* add = std::get_if<graph::Add>(&node.op)) {
+      const auto in_b = tensor(node.inputs[1]);
+      const graph::Quant& b_q = graph_.tensor_quant(node.inputs[1]);
+      for (size_t e = 0; e < out_elems; ++e) {
+        const double y = (in_q.scale * static_cast<double>(in[e] - in_q.zero_point)) +
+                         (b_q.scale * static_cast<double>(in_b[e] - b_q.zero_point));
+        emit(node, e, relu_if(y, add->activation), out, values);
+      }
+    } else if (std::holds_alternative<graph::Relu>(node.op)) {
+      for (size_t e = 0; e < out_elems; ++e)
+        emit(node, e, std::max(in_q.scale * static_cast<double>(in[e] - in_q.zero_point), 0.0), out, values);
+    } else if (std::holds_alternative<graph::Flatten>(node.op)) {
+      if (node.output_quant.is_float())
+        for (size_t e = 0; e < out_elems; ++e) values[e] = in_q.scale * double(in[e] - in_q.zero_point);
+      else out.assign(in.begin(), in.end());
+    }
+    if (i + 1 == n_nodes) {
+      if (node.output_quant.is_float()) {
+        result.output_values = std::move(values);
+      } else {
+        result.output_values.resize(out_elems);
+        for (size_t e = 0; e < out_elems; ++e)
+          result.output_values[e] = node.output_quant.scale * double(out[e] - node.output_quant.zero_point);
+      }
+      // argmax, first index on ties; codes compare like their real values (scale > 0).
+      uint32_t best = 0;
+      for (uint32_t c = 1; c < result.output_values.size(); ++c)
+        if (result.output_values[c] > result.output_values[best]) best = c;
+      result.predicted_class = best;
+    }
+  }
+  return result;
+}
+
+void pixels_to_codes(const graph::InputSpec& spec, std::span<const uint8_t> pixels, std::span<int32_t> codes) {
+  for (size_t i = 0; i < pixels.size(); ++i) {
+    const double real = static_cast<double>(pixels[i]) * spec.pixel_scale;
+    const double norm = (real - spec.mean) / spec.std;
+    codes[i] = kernels::requantize(norm, spec.quant.scale, spec.quant.zero_point, spec.quant.bits);
+  }
+}
+
+DatasetResult run_dataset(const FunctionalEngine& engine, std::span<const uint8_t> images,
+                          std::span<const uint8_t> labels, uint64_t count, unsigned threads,
+                          const std::function<void(uint64_t, uint64_t)>& progress) {
+  const auto start = std::chrono::steady_clock::now();
+  const size_t image_elems = engine.graph().input.shape.elements();
+  DatasetResult result;
+  result.images = count;
+  result.predictions.assign(count, 0);
+  threads = std::max(1u, std::min<unsigned>(threads, static_cast<unsigned>(std::max<uint64_t>(count, 1))));
+  std::atomic<uint64_t> next{0}, done{0};
+  std::vector<EngineCounters> counters(threads);
+  std::vector<std::thread> workers;
+  for (unsigned w = 0; w < threads; ++w) {
+    workers.emplace_back([&, w] {
+      std::vector<int32_t> codes(image_elems);
+      for (uint64_t i; (i = next.fetch_add(1)) < count;) {
+        pixels_to_codes(engine.graph().input, images.subspan(i * image_elems, image_elems), codes);
+        result.predictions[i] = engine.infer(codes, &counters[w]).predicted_class;
+        done.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  while (done.load() < count) {
+    if (progress) progress(done.load(), count);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (auto& t : workers) t.join();
+  if (progress) progress(count, count);
+  for (const auto& c : counters) result.counters.merge(c);
+  for (uint64_t i = 0; i < count; ++i) result.correct += result.predictions[i] == labels[i];
+  result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace imcsim::engine

@@ -1,0 +1,89 @@
+// The reference functional engine: runs a validated graph on input codes exactly as
+// docs/SEMANTICS.md specifies (bit-exact with scripts/imcsim_py/reference.py), and counts the
+// data-dependent events the cost model needs. No SystemC.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "models/digital/requant.h"
+#include "sim/graph/graph.h"
+
+namespace imcsim::engine {
+
+// Integer tensors of one IMC node for one image, for golden comparison (docs/SEMANTICS.md
+// "Golden digests"). Filled only when requested: it is slow.
+struct NodeTrace {
+  kernels::Digest psum, adc_code, acc;
+  std::vector<int64_t> psums_position0, adc_codes_position0, acc_position0;
+};
+
+// What one image produced.
+struct InferenceResult {
+  std::vector<std::vector<int32_t>> node_codes;  // output codes per node (empty for a float output)
+  std::vector<double> output_values;             // real values of the last node's output
+  uint32_t predicted_class = 0;
+};
+
+// Data-dependent event counts of one IMC node, summed over images.
+struct ImcNodeCounters {
+  uint64_t images = 0;
+  uint64_t row_drives = 0;        // (position, tile, group, row) with a non-zero DAC value
+  uint64_t adc_conversions = 0;   // (position, tile, slice, group, column)
+  uint64_t adc_saturations = 0;   // conversions whose code was clipped at qmin / qmax
+  int64_t psum_min = INT64_MAX, psum_max = INT64_MIN;  // observed partial-sum range
+  void merge(const ImcNodeCounters& o);
+};
+
+struct EngineCounters {
+  std::vector<ImcNodeCounters> per_node;  // indexed by node; zero for non-IMC nodes
+  void merge(const EngineCounters& o);
+};
+
+class FunctionalEngine {
+ public:
+  explicit FunctionalEngine(const graph::Graph& graph);
+  ~FunctionalEngine();
+  FunctionalEngine(const FunctionalEngine&) = delete;
+  FunctionalEngine& operator=(const FunctionalEngine&) = delete;
+
+  const graph::Graph& graph() const { return graph_; }
+
+  // Runs one image of input codes (C*H*W values). `counters` (sized by the engine if empty) and
+  // `traces` (one per node) are optional.
+  InferenceResult infer(std::span<const int32_t> input_codes, EngineCounters* counters = nullptr,
+                        std::vector<NodeTrace>* traces = nullptr) const;
+
+  // Number of output positions P, row tiles G, slices S, input groups T of an IMC node.
+  struct ImcShape {
+    uint32_t positions = 0, tiles = 0, slices = 0, groups = 0, rows_k = 0, cols_n = 0;
+  };
+  ImcShape imc_shape(size_t node_index) const;
+
+ private:
+  struct ImcPlan;
+  const graph::Graph& graph_;
+  std::vector<std::unique_ptr<ImcPlan>> plans_;  // per node; null for non-IMC nodes
+};
+
+// Converts dataset pixels to input codes (docs/SEMANTICS.md "Input").
+void pixels_to_codes(const graph::InputSpec& spec, std::span<const uint8_t> pixels,
+                     std::span<int32_t> codes);
+
+// Accuracy over a dataset, images split over `threads` workers. progress(done, total) is
+// called from the calling thread about every 100 ms.
+struct DatasetResult {
+  uint64_t images = 0, correct = 0;
+  std::vector<uint32_t> predictions;
+  EngineCounters counters;
+  double wall_seconds = 0;
+  double accuracy() const { return images ? double(correct) / double(images) : 0.0; }
+};
+DatasetResult run_dataset(const FunctionalEngine& engine, std::span<const uint8_t> images,
+                          std::span<const uint8_t> labels, uint64_t count, unsigned threads,
+                          const std::function<void(uint64_t, uint64_t)>& progress);
+
+}  // namespace imcsim::engine

@@ -1,0 +1,592 @@
+#include "sim/graph/graph_loader.h"
+
+#include <fmt/format.h>
+#include <google/protobuf/text_format.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include "imcsim_graph.pb.h"
+#include "models/crossbar/crossbar.h"
+
+namespace imcsim::graph {
+
+namespace pb = ::imcsim::pb;  // generated protobuf messages
+using kernels::AdcGranularity;
+using kernels::AdcKind;
+using kernels::WeightEncoding;
+
+namespace {
+
+constexpr char kContainerMagic[8] = {'I', 'M', 'C', 'G', 'R', 'A', 'P', 'H'};
+constexpr uint32_t kContainerVersion = 1;
+constexpr size_t kHeaderBytes = 8 + 4 + 4 + 8;
+constexpr size_t kTrailerBytes = 8;
+constexpr uint32_t kMaxBits = 16;
+constexpr uint32_t kMaxFracBits = 24;
+
+uint64_t fnv1a64(const char* data, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= static_cast<unsigned char>(data[i]);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+uint64_t read_le(const char* p, size_t bytes) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < bytes; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+
+// Collects the context ("file: node 'x' (#i) field") for error messages.
+class Checker {
+ public:
+  explicit Checker(std::string source) : source_(std::move(source)) {}
+  void set_node(int index, const std::string& name) {
+    where_ = fmt::format("node '{}' (#{})", name, index);
+  }
+  void set_where(std::string where) { where_ = std::move(where); }
+  [[noreturn]] void fail(const std::string& field, const std::string& what) const {
+    throw GraphError(fmt::format("{}: {}{}{}: {}", source_, where_, where_.empty() ? "" : " ",
+                                 field, what));
+  }
+  void require(bool ok, const std::string& field, const std::string& what) const {
+    if (!ok) fail(field, what);
+  }
+  void positive(uint64_t v, const std::string& field) const {
+    require(v > 0, field, fmt::format("must be > 0, got {}", v));
+  }
+  void finite_positive(double v, const std::string& field) const {
+    require(std::isfinite(v) && v > 0, field, fmt::format("must be a finite number > 0, got {}", v));
+  }
+  void finite(double v, const std::string& field) const {
+    require(std::isfinite(v), field, fmt::format("must be finite, got {}", v));
+  }
+  void bits(uint32_t v, uint32_t lo, uint32_t hi, const std::string& field) const {
+    require(v >= lo && v <= hi, field, fmt::format("must be in [{}, {}], got {}", lo, hi, v));
+  }
+
+ private:
+  std::string source_;
+  std::string where_;
+};
+
+Quant convert_quant(const pb::Quant& q, const Checker& c, const std::string& field, bool allow_float) {
+  Quant out{q.scale(), q.zero_point(), q.bits()};
+  if (out.bits == 0) {
+    c.require(allow_float, field + ".bits",
+              "0 (float output) is only allowed for the last node; expected 1..16");
+    return out;
+  }
+  c.bits(out.bits, 1, kMaxBits, field + ".bits");
+  c.finite_positive(out.scale, field + ".scale");
+  c.require(out.zero_point >= 0 && out.zero_point <= out.max_code(), field + ".zero_point",
+            fmt::format("must be in [0, {}], got {}", out.max_code(), out.zero_point));
+  return out;
+}
+
+Activation convert_activation(pb::Activation a, const Checker& c, const std::string& field) {
+  switch (a) {
+    case pb::ACTIVATION_NONE: return Activation::kNone;
+    case pb::ACTIVATION_RELU: return Activation::kRelu;
+    default: c.fail(field, fmt::format("unknown activation {}", static_cast<int>(a)));
+  }
+}
+
+std::string shape_str(const Shape& s) {
+  return fmt::format("[{}]", fmt::join(s.dims, ", "));
+}
+
+kernels::AdcSpec convert_adc(const pb::AdcSpec& a, const Checker& c, uint64_t tiles,
+                             uint64_t slices, uint64_t cols) {
+  kernels::AdcSpec spec;
+  switch (a.kind()) {
+    case pb::AdcSpec::KIND_IDEAL: spec.kind = AdcKind::kIdeal; break;
+    case pb::AdcSpec::KIND_LINEAR: spec.kind = AdcKind::kLinear; break;
+    case pb::AdcSpec::KIND_NONLINEAR: spec.kind = AdcKind::kNonlinear; break;
+    default: c.fail("imc.adc.kind", fmt::format("unknown ADC kind {}", static_cast<int>(a.kind())));
+  }
+  switch (a.granularity()) {
+    case pb::AdcSpec::GRANULARITY_LAYER: spec.granularity = AdcGranularity::kLayer; break;
+    case pb::AdcSpec::GRANULARITY_COLUMN: spec.granularity = AdcGranularity::kColumn; break;
+    case pb::AdcSpec::GRANULARITY_SLICE_TILE_COLUMN:
+      spec.granularity = AdcGranularity::kSliceTileColumn;
+      break;
+    default:
+      c.fail("imc.adc.granularity",
+             fmt::format("unknown granularity {}", static_cast<int>(a.granularity())));
+  }
+  switch (a.rounding()) {
+    case pb::AdcSpec::ROUNDING_FLOOR: spec.rounding = kernels::AdcRounding::kFloor; break;
+    case pb::AdcSpec::ROUNDING_HALF_AWAY: spec.rounding = kernels::AdcRounding::kHalfAway; break;
+    default:
+      c.fail("imc.adc.rounding", fmt::format("unknown rounding {}", static_cast<int>(a.rounding())));
+  }
+  spec.bits = a.bits();
+  spec.frac_bits = a.frac_bits();
+  spec.signed_codes = a.signed_codes();
+  c.bits(spec.frac_bits, 0, kMaxFracBits, "imc.adc.frac_bits");
+  const uint64_t sets = kernels::AdcSpec::sets_for(spec.granularity, tiles, slices, cols);
+  const std::string sets_desc =
+      fmt::format("{} parameter set(s) for granularity {} (tiles {}, slices {}, columns {})", sets,
+                  kernels::adc_granularity_name(spec.granularity), tiles, slices, cols);
+  if (spec.kind == AdcKind::kIdeal) {
+    c.require(a.step_fx_size() == 0 && a.thresholds_fx_size() == 0, "imc.adc",
+              "an IDEAL ADC takes no step_fx / thresholds_fx");
+    return spec;
+  }
+  c.bits(spec.bits, 1, kMaxBits, "imc.adc.bits");
+  if (spec.kind == AdcKind::kLinear) {
+    c.require(a.thresholds_fx_size() == 0 && a.levels_fx_size() == 0, "imc.adc.thresholds_fx",
+              "a LINEAR ADC takes step_fx and centre_fx, not thresholds/levels");
+    c.require(static_cast<uint64_t>(a.step_fx_size()) == sets, "imc.adc.step_fx",
+              fmt::format("expected {} values ({}), got {}", sets, sets_desc, a.step_fx_size()));
+    c.require(static_cast<uint64_t>(a.centre_fx_size()) == sets, "imc.adc.centre_fx",
+              fmt::format("expected {} values ({}), got {}", sets, sets_desc, a.centre_fx_size()));
+    spec.step_fx.assign(a.step_fx().begin(), a.step_fx().end());
+    spec.centre_fx.assign(a.centre_fx().begin(), a.centre_fx().end());
+    for (size_t i = 0; i < spec.step_fx.size(); ++i) {
+      c.require(spec.step_fx[i] > 0 && spec.step_fx[i] < (int64_t{1} << 40),
+                fmt::format("imc.adc.step_fx[{}]", i),
+                fmt::format("must be in [1, 2^40), got {}", spec.step_fx[i]));
+      c.require(std::llabs(spec.centre_fx[i]) < (int64_t{1} << 44),
+                fmt::format("imc.adc.centre_fx[{}]", i),
+                fmt::format("magnitude must be < 2^44, got {}", spec.centre_fx[i]));
+    }
+  } else {
+    c.require(a.step_fx_size() == 0 && a.centre_fx_size() == 0, "imc.adc.step_fx",
+              "a NONLINEAR ADC takes thresholds_fx and levels_fx, not step/centre");
+    const uint64_t n_thr = (uint64_t{1} << spec.bits) - 1;
+    c.require(static_cast<uint64_t>(a.thresholds_fx_size()) == sets * n_thr, "imc.adc.thresholds_fx",
+              fmt::format("expected {} values (2^{} - 1 = {} thresholds x {}), got {}", sets * n_thr,
+                          spec.bits, n_thr, sets_desc, a.thresholds_fx_size()));
+    c.require(static_cast<uint64_t>(a.levels_fx_size()) == sets * (n_thr + 1), "imc.adc.levels_fx",
+              fmt::format("expected {} values (2^{} = {} levels x {}), got {}", sets * (n_thr + 1),
+                          spec.bits, n_thr + 1, sets_desc, a.levels_fx_size()));
+    spec.thresholds_fx.assign(a.thresholds_fx().begin(), a.thresholds_fx().end());
+    spec.levels_fx.assign(a.levels_fx().begin(), a.levels_fx().end());
+    for (uint64_t set = 0; set < sets; ++set) {
+      for (uint64_t i = 1; i < n_thr; ++i) {
+        const uint64_t idx = set * n_thr + i;
+        c.require(spec.thresholds_fx[idx] > spec.thresholds_fx[idx - 1],
+                  fmt::format("imc.adc.thresholds_fx[{}]", idx),
+                  fmt::format("thresholds must be strictly increasing within a set: set {} has {} "
+                              "after {}", set, spec.thresholds_fx[idx], spec.thresholds_fx[idx - 1]));
+      }
+    }
+    for (size_t i = 0; i < spec.levels_fx.size(); ++i)
+      c.require(std::llabs(spec.levels_fx[i]) < (int64_t{1} << 52),
+                fmt::format("imc.adc.levels_fx[{}]", i),
+                fmt::format("magnitude must be < 2^52, got {}", spec.levels_fx[i]));
+  }
+  return spec;
+}
+
+ImcLayer convert_imc(const pb::ImcLayer& l, const Shape& in_shape, const Quant& in_quant,
+                     Shape& out_shape, const Checker& c) {
+  ImcLayer out;
+  c.require(!in_quant.is_float(), "inputs", "an IMC layer needs integer input codes");
+  switch (l.kind()) {
+    case pb::ImcLayer::KIND_CONV2D: out.is_conv = true; break;
+    case pb::ImcLayer::KIND_LINEAR: out.is_conv = false; break;
+    default: c.fail("imc.kind", fmt::format("unknown layer kind {}", static_cast<int>(l.kind())));
+  }
+  out.in_channels = l.in_channels();
+  out.out_channels = l.out_channels();
+  c.positive(out.in_channels, "imc.in_channels");
+  c.positive(out.out_channels, "imc.out_channels");
+  if (out.is_conv) {
+    out.kernel_h = l.kernel_h(), out.kernel_w = l.kernel_w();
+    out.stride_h = l.stride_h(), out.stride_w = l.stride_w();
+    out.pad_h = l.pad_h(), out.pad_w = l.pad_w();
+    c.positive(out.kernel_h, "imc.kernel_h");
+    c.positive(out.kernel_w, "imc.kernel_w");
+    c.positive(out.stride_h, "imc.stride_h");
+    c.positive(out.stride_w, "imc.stride_w");
+    c.require(in_shape.dims.size() == 3, "inputs",
+              fmt::format("a Conv2d needs a C x H x W input, got shape {}", shape_str(in_shape)));
+    c.require(in_shape.dims[0] == out.in_channels, "imc.in_channels",
+              fmt::format("{} does not match the input's {} channels", out.in_channels, in_shape.dims[0]));
+    const uint32_t oh = window_output_size(in_shape.dims[1], out.kernel_h, out.stride_h, out.pad_h);
+    const uint32_t ow = window_output_size(in_shape.dims[2], out.kernel_w, out.stride_w, out.pad_w);
+    c.require(oh > 0 && ow > 0, "imc.kernel_h",
+              fmt::format("kernel {}x{} does not fit input {} with padding {},{}", out.kernel_h,
+                          out.kernel_w, shape_str(in_shape), out.pad_h, out.pad_w));
+    out_shape = Shape{{out.out_channels, oh, ow}};
+  } else {
+    c.require(in_shape.dims.size() == 1, "inputs",
+              fmt::format("a Linear layer needs a vector input (add a Flatten), got shape {}",
+                          shape_str(in_shape)));
+    c.require(in_shape.dims[0] == out.in_channels, "imc.in_channels",
+              fmt::format("{} does not match the input length {}", out.in_channels, in_shape.dims[0]));
+    out_shape = Shape{{out.out_channels}};
+  }
+  const uint32_t bx = in_quant.bits;
+  out.weight_bits = l.weight_bits();
+  out.cell_bits = l.cell_bits();
+  out.dac_bits = l.dac_bits();
+  c.bits(out.weight_bits, 2, kMaxBits, "imc.weight_bits");
+  c.bits(out.cell_bits, 1, 8, "imc.cell_bits");
+  c.bits(out.dac_bits, 1, kMaxBits, "imc.dac_bits");
+  switch (l.encoding()) {
+    case pb::WEIGHT_ENCODING_OFFSET: out.encoding = WeightEncoding::kOffset; break;
+    case pb::WEIGHT_ENCODING_TWOS_COMPLEMENT: out.encoding = WeightEncoding::kTwosComplement; break;
+    case pb::WEIGHT_ENCODING_DIFFERENTIAL_DIGITAL: out.encoding = WeightEncoding::kDifferentialDigital; break;
+    case pb::WEIGHT_ENCODING_DIFFERENTIAL_ANALOG: out.encoding = WeightEncoding::kDifferentialAnalog; break;
+    default: c.fail("imc.encoding", fmt::format("unknown weight encoding {}", static_cast<int>(l.encoding())));
+  }
+  switch (l.row_tiling()) {
+    case pb::ROW_TILING_CONTIGUOUS: out.row_tiling = RowTilingRule::kContiguous; break;
+    case pb::ROW_TILING_CHANNEL_ALIGNED: out.row_tiling = RowTilingRule::kChannelAligned; break;
+    default: c.fail("imc.row_tiling", fmt::format("unknown row tiling {}", static_cast<int>(l.row_tiling())));
+  }
+  out.array_rows = l.array_rows();
+  out.array_cols = l.array_cols();
+  c.positive(out.array_rows, "imc.array_rows");
+  c.positive(out.array_cols, "imc.array_cols");
+  const uint32_t taps = out.kernel_h * out.kernel_w;
+  if (out.row_tiling == RowTilingRule::kChannelAligned)
+    c.require(taps <= out.array_rows, "imc.row_tiling",
+              fmt::format("CHANNEL_ALIGNED needs kernel_h*kernel_w = {} <= array_rows = {}", taps,
+                          out.array_rows));
+
+  const uint64_t k_rows = uint64_t{out.in_channels} * taps;
+  const uint64_t n_cols = out.out_channels;
+  c.require(k_rows < (uint64_t{1} << 31), "imc.in_channels", "weight matrix has too many rows");
+  c.require(static_cast<uint64_t>(l.weights_size()) == k_rows * n_cols, "imc.weights",
+            fmt::format("expected N*K = {}*{} = {} values, got {}", n_cols, k_rows,
+                        k_rows * n_cols, l.weights_size()));
+  const int32_t w_min = -(int32_t{1} << (out.weight_bits - 1));
+  const int32_t w_max = (int32_t{1} << (out.weight_bits - 1)) - 1;
+  const bool differential = out.encoding == WeightEncoding::kDifferentialDigital ||
+                            out.encoding == WeightEncoding::kDifferentialAnalog;
+  const int32_t w_lo = differential ? w_min + 1 : w_min;
+  out.weights.assign(l.weights().begin(), l.weights().end());
+  for (size_t i = 0; i < out.weights.size(); ++i) {
+    const int32_t w = out.weights[i];
+    if (w < w_lo || w > w_max)
+      c.fail(fmt::format("imc.weights[{}]", i),
+             fmt::format("value {} (column {}, row {}) outside [{}, {}] for {}-bit {} weights", w,
+                         i / k_rows, i % k_rows, w_lo, w_max, out.weight_bits,
+                         kernels::encoding_name(out.encoding)));
+  }
+  c.require(l.weight_scale_size() == 1 || static_cast<uint64_t>(l.weight_scale_size()) == n_cols,
+            "imc.weight_scale",
+            fmt::format("expected 1 (per tensor) or {} (per column) values, got {}", n_cols,
+                        l.weight_scale_size()));
+  out.weight_scale.resize(n_cols);
+  for (uint64_t n = 0; n < n_cols; ++n) {
+    out.weight_scale[n] = l.weight_scale(l.weight_scale_size() == 1 ? 0 : static_cast<int>(n));
+    c.finite_positive(out.weight_scale[n], fmt::format("imc.weight_scale[{}]", n));
+  }
+  c.require(l.psum_scale_size() == 0 || static_cast<uint64_t>(l.psum_scale_size()) == n_cols,
+            "imc.psum_scale", fmt::format("expected 0 or {} values, got {}", n_cols, l.psum_scale_size()));
+  out.psum_scale.assign(n_cols, 1.0);
+  for (int n = 0; n < l.psum_scale_size(); ++n) {
+    out.psum_scale[static_cast<size_t>(n)] = l.psum_scale(n);
+    c.finite_positive(l.psum_scale(n), fmt::format("imc.psum_scale[{}]", n));
+  }
+  c.require(l.bias_size() == 0 || static_cast<uint64_t>(l.bias_size()) == n_cols, "imc.bias",
+            fmt::format("expected 0 or {} values, got {}", n_cols, l.bias_size()));
+  out.bias.assign(n_cols, 0.0);
+  for (int n = 0; n < l.bias_size(); ++n) {
+    out.bias[static_cast<size_t>(n)] = l.bias(n);
+    c.finite(l.bias(n), fmt::format("imc.bias[{}]", n));
+  }
+  out.ashift_offset = l.ashift_offset();
+  c.require(out.ashift_offset == 0 || out.ashift_offset == (1u << (bx - 1)), "imc.ashift_offset",
+            fmt::format("must be 0 or 2^(Bx-1) = {} for {}-bit inputs, got {}", 1u << (bx - 1), bx,
+                        out.ashift_offset));
+  out.activation = convert_activation(l.activation(), c, "imc.activation");
+
+  // Tiles and slices decide the ADC's parameter-set count and the arithmetic bounds.
+  const auto tiles = out.row_tiling == RowTilingRule::kContiguous
+                         ? kernels::contiguous_row_tiles(static_cast<uint32_t>(k_rows), out.array_rows)
+                         : kernels::channel_aligned_row_tiles(out.in_channels, taps, out.array_rows);
+  const auto slices = kernels::weight_slices(out.encoding, out.weight_bits, out.cell_bits);
+  const auto groups = kernels::input_groups(bx, out.dac_bits, out.ashift_offset != 0);
+  out.adc = convert_adc(l.adc(), c, tiles.size(), slices.size(), n_cols);
+
+  // Bounds: partial sums must fit int32 (crossbar kernel), ADC values and accumulators int64.
+  uint32_t max_tile_rows = 0;
+  for (const auto& t : tiles) max_tile_rows = std::max(max_tile_rows, t.rows());
+  uint32_t max_group_bits = 0, max_slice_bits = 0;
+  for (const auto& g : groups) max_group_bits = std::max(max_group_bits, g.nbits);
+  for (const auto& s : slices) max_slice_bits = std::max(max_slice_bits, s.nbits);
+  const double max_psum = double(max_tile_rows) * double((1u << max_group_bits) - 1) *
+                          double((1u << max_slice_bits) - 1);
+  c.require(max_psum < 2147483647.0, "imc.array_rows",
+            fmt::format("partial sums up to {} exceed the 32-bit range (rows {} x input group {} bits "
+                        "x cell {} bits)", max_psum, max_tile_rows, max_group_bits, max_slice_bits));
+  c.require(max_psum * std::ldexp(1.0, static_cast<int>(out.adc.frac_bits)) < 0x1p52,
+            "imc.adc.frac_bits", "partial sum x 2^frac_bits exceeds 2^52");
+  return out;
+}
+
+void convert_window(uint32_t kh, uint32_t kw, uint32_t sh, uint32_t sw, uint32_t ph, uint32_t pw,
+                    const Shape& in_shape, Shape& out_shape, const Checker& c, const char* op) {
+  c.positive(kh, fmt::format("{}.kernel_h", op));
+  c.positive(kw, fmt::format("{}.kernel_w", op));
+  c.positive(sh, fmt::format("{}.stride_h", op));
+  c.positive(sw, fmt::format("{}.stride_w", op));
+  c.require(ph < kh && pw < kw, fmt::format("{}.pad_h", op), "padding must be smaller than the kernel");
+  c.require(in_shape.dims.size() == 3, "inputs",
+            fmt::format("{} needs a C x H x W input, got shape {}", op, shape_str(in_shape)));
+  const uint32_t oh = window_output_size(in_shape.dims[1], kh, sh, ph);
+  const uint32_t ow = window_output_size(in_shape.dims[2], kw, sw, pw);
+  c.require(oh > 0 && ow > 0, fmt::format("{}.kernel_h", op),
+            fmt::format("window {}x{} does not fit input {}", kh, kw, shape_str(in_shape)));
+  out_shape = Shape{{in_shape.dims[0], oh, ow}};
+}
+
+Graph convert_graph(const pb::Graph& g, const std::string& source) {
+  Checker c(source);
+  Graph out;
+  out.source_file = source;
+  c.require(g.format_version() == kFormatVersion, "format_version",
+            fmt::format("unsupported graph format version {} (this imcsim reads version {})",
+                        g.format_version(), kFormatVersion));
+  out.name = g.name();
+  const auto& p = g.provenance();
+  out.provenance = Provenance{p.exporter(), p.command(), p.method(), p.method_settings_json(),
+                              p.dataset(), p.created_utc(), p.torch_version(), p.seed(),
+                              p.float_accuracy(), p.fake_quant_accuracy(), p.reference_accuracy(),
+                              p.reference_images()};
+
+  c.set_where("input");
+  c.require(g.has_input(), "input", "missing (the graph's input specification)");
+  const auto& in = g.input();
+  out.input.tensor = in.tensor();
+  c.require(!in.tensor().empty(), "tensor", "missing input tensor name");
+  out.input.shape.dims.assign(in.shape().begin(), in.shape().end());
+  c.require(out.input.shape.dims.size() == 3, "shape",
+            fmt::format("expected C, H, W (3 values), got {}", out.input.shape.dims.size()));
+  for (uint32_t d : out.input.shape.dims) c.positive(d, "shape");
+  out.input.dataset_format = in.dataset_format();
+  c.require(in.dataset_format() == "idx-u8", "dataset_format",
+            fmt::format("expected \"idx-u8\", got \"{}\"", in.dataset_format()));
+  out.input.pixel_scale = in.pixel_scale();
+  out.input.mean = in.mean();
+  out.input.std = in.std();
+  c.finite_positive(in.pixel_scale(), "pixel_scale");
+  c.finite(in.mean(), "mean");
+  c.finite_positive(in.std(), "std");
+  c.require(in.has_quant(), "quant", "missing");
+  out.input.quant = convert_quant(in.quant(), c, "quant", false);
+
+  c.set_where("");
+  c.require(g.nodes_size() > 0, "nodes", "the graph has no nodes");
+  std::unordered_map<std::string, int> tensor_ids{{out.input.tensor, -1}};
+  std::set<std::string> node_names;
+  for (int i = 0; i < g.nodes_size(); ++i) {
+    const pb::Node& pn = g.nodes(i);
+    c.set_node(i, pn.name());
+    c.require(!pn.name().empty(), "name", "missing node name");
+    c.require(node_names.insert(pn.name()).second, "name", "duplicate node name");
+    Node node;
+    node.name = pn.name();
+    const bool is_last = i + 1 == g.nodes_size();
+    for (const std::string& t : pn.inputs()) {
+      auto it = tensor_ids.find(t);
+      c.require(it != tensor_ids.end(), "inputs",
+                fmt::format("tensor '{}' is not the graph input or an earlier node's output", t));
+      node.inputs.push_back(it->second);
+    }
+    const size_t expected_inputs = pn.op_case() == pb::Node::kAdd ? 2 : 1;
+    c.require(node.inputs.size() == expected_inputs, "inputs",
+              fmt::format("expected {} input tensor(s), got {}", expected_inputs, node.inputs.size()));
+    const Shape& in_shape = out.tensor_shape(node.inputs[0]);
+    const Quant& in_quant = out.tensor_quant(node.inputs[0]);
+    c.require(!in_quant.is_float(), "inputs", "consumes a float (bits = 0) tensor");
+    c.require(pn.has_output_quant(), "output_quant", "missing");
+    node.output_quant = convert_quant(pn.output_quant(), c, "output_quant", is_last);
+    Shape computed;
+    switch (pn.op_case()) {
+      case pb::Node::kImc:
+        node.op = convert_imc(pn.imc(), in_shape, in_quant, computed, c);
+        break;
+      case pb::Node::kMaxPool: {
+        const auto& m = pn.max_pool();
+        convert_window(m.kernel_h(), m.kernel_w(), m.stride_h(), m.stride_w(), m.pad_h(), m.pad_w(),
+                       in_shape, computed, c, "max_pool");
+        c.require(node.output_quant == in_quant, "output_quant",
+                  "max_pool works on codes: its output quant must equal its input's");
+        node.op = MaxPool{m.kernel_h(), m.kernel_w(), m.stride_h(), m.stride_w(), m.pad_h(), m.pad_w()};
+        break;
+      }
+      case pb::Node::kAvgPool: {
+        const auto& m = pn.avg_pool();
+        convert_window(m.kernel_h(), m.kernel_w(), m.stride_h(), m.stride_w(), m.pad_h(), m.pad_w(),
+                       in_shape, computed, c, "avg_pool");
+        node.op = AvgPool{m.kernel_h(), m.kernel_w(), m.stride_h(), m.stride_w(), m.pad_h(), m.pad_w()};
+        break;
+      }
+      case pb::Node::kAdd: {
+        const Shape& other = out.tensor_shape(node.inputs[1]);
+        c.require(other == in_shape, "inputs",
+                  fmt::format("add needs equal shapes, got {} and {}", shape_str(in_shape), shape_str(other)));
+        c.require(!out.tensor_quant(node.inputs[1]).is_float(), "inputs", "consumes a float tensor");
+        computed = in_shape;
+        node.op = Add{convert_activation(pn.add().activation(), c, "add.activation")};
+        break;
+      }
+      case pb::Node::kFlatten:
+        computed = Shape{{static_cast<uint32_t>(in_shape.elements())}};
+        c.require(node.output_quant == in_quant, "output_quant",
+                  "flatten must keep its input's quant");
+        node.op = Flatten{};
+        break;
+      case pb::Node::kRelu:
+        computed = in_shape;
+        node.op = Relu{};
+        break;
+      default:
+        c.fail("op", "missing or unknown operation (expected one of imc, max_pool, avg_pool, add, "
+                     "flatten, relu)");
+    }
+    node.output_shape.dims.assign(pn.output_shape().begin(), pn.output_shape().end());
+    c.require(node.output_shape == computed, "output_shape",
+              fmt::format("expected {} from the op and its input, got {}", shape_str(computed),
+                          shape_str(node.output_shape)));
+    c.require(!pn.output().empty(), "output", "missing output tensor name");
+    c.require(tensor_ids.emplace(pn.output(), i).second, "output",
+              fmt::format("tensor name '{}' is already used", pn.output()));
+    out.nodes.push_back(std::move(node));
+  }
+
+  c.set_where("");
+  out.num_classes = g.num_classes();
+  c.positive(out.num_classes, "num_classes");
+  c.require(out.nodes.back().output_shape.elements() == out.num_classes, "num_classes",
+            fmt::format("{} does not match the last node's {} outputs", out.num_classes,
+                        out.nodes.back().output_shape.elements()));
+
+  for (int gi = 0; gi < g.golden_size(); ++gi) {
+    const pb::GoldenPair& pg = g.golden(gi);
+    c.set_where(fmt::format("golden[{}]", gi));
+    GoldenPair gp;
+    gp.dataset_index = pg.dataset_index();
+    gp.label = pg.label();
+    gp.predicted_class = pg.predicted_class();
+    c.require(static_cast<uint64_t>(pg.input_codes_size()) == out.input.shape.elements(),
+              "input_codes", fmt::format("expected {} values, got {}", out.input.shape.elements(),
+                                         pg.input_codes_size()));
+    for (uint32_t v : pg.input_codes()) {
+      c.require(v <= static_cast<uint32_t>(out.input.quant.max_code()), "input_codes",
+                fmt::format("code {} exceeds {}", v, out.input.quant.max_code()));
+      gp.input_codes.push_back(static_cast<int32_t>(v));
+    }
+    c.require(pg.nodes_size() == static_cast<int>(out.nodes.size()), "nodes",
+              fmt::format("expected one entry per node ({}), got {}", out.nodes.size(), pg.nodes_size()));
+    for (int ni = 0; ni < pg.nodes_size(); ++ni) {
+      const pb::NodeGolden& pn = pg.nodes(ni);
+      c.require(pn.node() == out.nodes[static_cast<size_t>(ni)].name, fmt::format("nodes[{}].node", ni),
+                fmt::format("expected '{}', got '{}'", out.nodes[static_cast<size_t>(ni)].name, pn.node()));
+      NodeGolden ng;
+      ng.node = pn.node();
+      ng.output_codes.assign(pn.output_codes().begin(), pn.output_codes().end());
+      ng.psum_count = pn.psum_count();
+      ng.psum_digest = pn.psum_digest();
+      ng.adc_code_digest = pn.adc_code_digest();
+      ng.acc_digest = pn.acc_digest();
+      ng.psums_position0.assign(pn.psums_position0().begin(), pn.psums_position0().end());
+      ng.adc_codes_position0.assign(pn.adc_codes_position0().begin(), pn.adc_codes_position0().end());
+      ng.acc_position0.assign(pn.acc_position0().begin(), pn.acc_position0().end());
+      gp.nodes.push_back(std::move(ng));
+    }
+    gp.logits.assign(pg.logits().begin(), pg.logits().end());
+    c.require(gp.logits.size() == out.num_classes, "logits",
+              fmt::format("expected {} values, got {}", out.num_classes, gp.logits.size()));
+    out.golden.push_back(std::move(gp));
+  }
+  return out;
+}
+
+std::string read_file(const std::filesystem::path& file) {
+  std::ifstream f(file, std::ios::binary);
+  if (!f) throw GraphError(fmt::format("{}: cannot open graph file", file.string()));
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+bool is_text_name(const std::filesystem::path& file) {
+  const std::string ext = file.extension().string();
+  return ext == ".txt" || ext == ".pbtxt" || ext == ".textproto";
+}
+
+}  // namespace
+
+uint32_t window_output_size(uint32_t in, uint32_t kernel, uint32_t stride, uint32_t pad) {
+  const uint64_t padded = uint64_t{in} + 2ull * pad;
+  if (kernel == 0 || stride == 0 || padded < kernel) return 0;
+  return static_cast<uint32_t>((padded - kernel) / stride + 1);
+}
+
+Graph parse_graph_text(const std::string& text, const std::string& source_name) {
+  pb::Graph g;
+  google::protobuf::TextFormat::Parser parser;
+  // Collect the parser's message instead of letting protobuf log it to stderr.
+  struct Collector : google::protobuf::io::ErrorCollector {
+    std::string first;
+    void AddError(int line, int column, const std::string& message) override {
+      if (first.empty()) first = fmt::format("line {}:{}: {}", line + 1, column + 1, message);
+    }
+  } collector;
+  parser.RecordErrorsTo(&collector);
+  if (!parser.ParseFromString(text, &g))
+    throw GraphError(fmt::format("{}: not a valid imcsim text graph: {}", source_name, collector.first));
+  return convert_graph(g, source_name);
+}
+
+Graph load_graph(const std::filesystem::path& file) {
+  const std::string name = file.string();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec))
+    throw GraphError(fmt::format("{}: graph file not found", name));
+  const std::string bytes = read_file(file);
+  if (is_text_name(file)) return parse_graph_text(bytes, name);
+
+  if (bytes.size() < kHeaderBytes || std::memcmp(bytes.data(), kContainerMagic, 8) != 0)
+    throw GraphError(fmt::format("{}: not an imcsim graph (missing IMCGRAPH header; text graphs must "
+                                 "end in .txt / .pbtxt / .textproto)", name));
+  const auto version = static_cast<uint32_t>(read_le(bytes.data() + 8, 4));
+  if (version != kContainerVersion)
+    throw GraphError(fmt::format("{}: unsupported container version {} (expected {})", name, version,
+                                 kContainerVersion));
+  const uint64_t payload = read_le(bytes.data() + 16, 8);
+  if (bytes.size() != kHeaderBytes + payload + kTrailerBytes)
+    throw GraphError(fmt::format("{}: truncated or padded file: header announces {} payload bytes, "
+                                 "file has {} bytes (expected {})", name, payload, bytes.size(),
+                                 kHeaderBytes + payload + kTrailerBytes));
+  const char* body = bytes.data() + kHeaderBytes;
+  const uint64_t stored = read_le(body + payload, 8);
+  const uint64_t actual = fnv1a64(body, payload);
+  if (stored != actual)
+    throw GraphError(fmt::format("{}: corrupt file: payload checksum {:016x} does not match stored "
+                                 "{:016x}", name, actual, stored));
+  pb::Graph g;
+  if (!g.ParseFromArray(body, static_cast<int>(payload)))
+    throw GraphError(fmt::format("{}: corrupt file: protobuf payload does not parse", name));
+  return convert_graph(g, name);
+}
+
+const char* op_name(const Op& op) {
+  struct Visitor {
+    const char* operator()(const ImcLayer& l) const { return l.is_conv ? "conv2d" : "linear"; }
+    const char* operator()(const MaxPool&) const { return "max_pool"; }
+    const char* operator()(const AvgPool&) const { return "avg_pool"; }
+    const char* operator()(const Add&) const { return "add"; }
+    const char* operator()(const Flatten&) const { return "flatten"; }
+    const char* operator()(const Relu&) const { return "relu"; }
+  };
+  return std::visit(Visitor{}, op);
+}
+
+}  // namespace imcsim::graph
