@@ -1,0 +1,130 @@
+// Architecture configuration: JSON file -> plain structs -> validated runtime config.
+//
+// Two layers (docs/arch_config.md):
+//   1. parse: every key optional; unknown keys and wrong JSON types are errors naming the JSON
+//      path (e.g. "/adc/bits") and the file;
+//   2. validate: defaults applied (named constants in sim/config/defaults.h, each citing its
+//      source), ranges and cross-field rules checked, component costs filled in.
+// The result is an ArchConfig in which every field is set and valid. No SystemC here.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace imcsim::config {
+
+// Any problem with a config. Message: "<file>: <json path>: <problem, what was expected>", or
+// "<file>:<line>:<column>: JSON syntax error: ..." for malformed JSON.
+struct ConfigError : std::runtime_error {
+  using runtime_error::runtime_error;
+};
+
+enum class AdcKind { kSar, kFlash, kRamp };  // JSON "sar" | "flash" | "ramp" (= in-memory NL-ADC)
+
+std::string_view to_string(AdcKind kind);
+
+// Cost of one component type: energy per event and area per instance (events: see
+// ComponentLibrary). `source` cites where the figures come from.
+struct ComponentCost {
+  double energy_pj = 0;
+  double area_um2 = 0;
+  std::string source;
+  bool operator==(const ComponentCost&) const = default;
+};
+
+struct ArrayConfig {
+  uint32_t rows = 0;
+  uint32_t cols = 0;
+  uint32_t cell_bits = 0;
+  uint32_t read_cycles = 0;  // DAC drive + settle + sample-and-hold, in clock cycles
+  bool operator==(const ArrayConfig&) const = default;
+};
+
+struct DacConfig {
+  uint32_t bits = 0;
+  bool operator==(const DacConfig&) const = default;
+};
+
+struct AdcConfig {
+  AdcKind kind = AdcKind::kSar;
+  uint32_t bits = 0;             // maximum resolution of the (reconfigurable) ADC
+  uint32_t columns_per_adc = 0;  // column multiplexing ratio; divides array.cols
+  bool operator==(const AdcConfig&) const = default;
+};
+
+struct TileConfig {
+  uint32_t arrays_per_tile = 0;
+  uint64_t input_buffer_bytes = 0;
+  uint64_t output_buffer_bytes = 0;
+  uint32_t shift_add_units = 0;
+  bool operator==(const TileConfig&) const = default;
+};
+
+struct ChipConfig {
+  uint32_t tiles = 0;
+  uint64_t global_buffer_bytes = 0;
+  uint32_t buffer_bus_bits = 0;  // global buffer <-> tiles bus width, bits per clock cycle
+  bool operator==(const ChipConfig&) const = default;
+};
+
+struct ComponentLibrary {
+  ComponentCost adc;            // per conversion (at adc.bits); area per ADC
+  ComponentCost dac;            // per row activation (one DAC drive of one row); area per DAC
+  ComponentCost crossbar_cell;  // per active cell per input group; area per cell
+  ComponentCost sample_hold;    // per column sample; area per column
+  ComponentCost shift_add;      // per shift-add op (one ADC output accumulated); area per unit
+  ComponentCost input_buffer;   // per byte accessed; area per byte
+  ComponentCost output_buffer;  // per byte accessed; area per byte
+  ComponentCost global_buffer;  // per byte accessed; area per byte
+  ComponentCost digital_op;     // per digital ALU op (post-processing, pooling, requant); per unit
+  bool operator==(const ComponentLibrary&) const = default;
+};
+
+struct ArchConfig {
+  std::string name;
+  std::string description;
+  std::string source_file;  // the file (or source name) it was read from
+  double clock_mhz = 0;
+  ArrayConfig array;
+  DacConfig dac;
+  AdcConfig adc;
+  TileConfig tile;
+  ChipConfig chip;
+  ComponentLibrary components;
+  std::vector<std::string> notes;  // defaults applied, extrapolations made
+  bool operator==(const ArchConfig&) const = default;
+};
+
+// Reads, parses and validates a JSON config file. Throws ConfigError.
+ArchConfig load_arch_config(const std::filesystem::path& file);
+
+// Parses and validates an already-parsed JSON document; `source_name` prefixes error messages
+// and becomes source_file. Throws ConfigError.
+ArchConfig parse_arch_config(const nlohmann::json& j, const std::string& source_name);
+
+// The effective config (all defaults applied) in the input schema: parse_arch_config accepts
+// it and yields the same config (source_file and notes are not part of it).
+nlohmann::json to_json(const ArchConfig& config);
+
+// ---- timing ---------------------------------------------------------------------------------
+
+// Clock cycles of one conversion at resolution `bits` (1 <= bits <= adc.bits):
+// SAR: bits; flash: 1; ramp: 2^bits. Throws std::invalid_argument outside that range.
+uint32_t adc_conversion_cycles(const AdcConfig& adc, uint32_t bits);
+
+// ---- default component costs (sim/config/defaults.h documents each figure) -----------------
+
+// Default ADC cost for `kind` at `bits` (1..16); `source` explains any extrapolation.
+ComponentCost default_adc_cost(AdcKind kind, uint32_t bits);
+// Default DAC cost at `bits` (1..16).
+ComponentCost default_dac_cost(uint32_t bits);
+// The default library for a validated adc/dac choice.
+ComponentLibrary default_component_library(const AdcConfig& adc, const DacConfig& dac);
+
+}  // namespace imcsim::config
