@@ -164,10 +164,10 @@ FunctionalEngine::FunctionalEngine(const Graph& graph) : graph_(graph) {
       plan->lut_value.resize(plan->lut_size * sets);
       plan->lut_saturated.resize(plan->lut_size * sets);
       for (uint64_t set = 0; set < sets; ++set)
-        for (size_t i = 0; i < plan->lut_size; ++i) {
-          const int64_t p = plan->lut_min + static_cast<int64_t>(i);
-          plan->lut_value[set * plan->lut_size + i] = kernels::adc_convert(l->adc, set, p).value_fx;
-          plan->lut_saturated[set * plan->lut_size + i] = plan->saturated(set, p) ? 1 : 0;
+        for (size_t e = 0; e < plan->lut_size; ++e) {
+          const int64_t p = plan->lut_min + static_cast<int64_t>(e);
+          plan->lut_value[set * plan->lut_size + e] = kernels::adc_convert(l->adc, set, p).value_fx;
+          plan->lut_saturated[set * plan->lut_size + e] = plan->saturated(set, p) ? 1 : 0;
         }
     }
     plans_[i] = std::move(plan);
@@ -410,6 +410,7 @@ DatasetResult run_dataset(const FunctionalEngine& engine, std::span<const uint8_
   DatasetResult result;
   result.images = count;
   result.predictions.assign(count, 0);
+  if (threads == 0) threads = std::thread::hardware_concurrency();
   threads = std::max(1u, std::min<unsigned>(threads, static_cast<unsigned>(std::max<uint64_t>(count, 1))));
   std::atomic<uint64_t> next{0}, done{0};
   std::vector<EngineCounters> counters(threads);

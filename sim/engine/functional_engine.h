@@ -73,7 +73,7 @@ class FunctionalEngine {
 void pixels_to_codes(const graph::InputSpec& spec, std::span<const uint8_t> pixels,
                      std::span<int32_t> codes);
 
-// Accuracy over a dataset, images split over `threads` workers. progress(done, total) is
+// Accuracy over a dataset, images split over `threads` workers (0 = all cores). progress(done, total) is
 // called from the calling thread about every 100 ms.
 struct DatasetResult {
   uint64_t images = 0, correct = 0;

@@ -1,6 +1,7 @@
 #include "sim/graph/graph_loader.h"
 
 #include <fmt/format.h>
+#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
 #include <cmath>
@@ -10,7 +11,7 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "imcsim_graph.pb.h"
+#include "sim/graph/imcsim_graph.pb.h"
 #include "models/crossbar/crossbar.h"
 
 namespace imcsim::graph {

@@ -1,0 +1,261 @@
+// imcsim command line: a thin layer that parses options, loads inputs, calls the library and
+// writes the outputs. Exit codes: 0 success, 1 bad input or failed run (one-line error on
+// stderr), 2 bad command line.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "sim/config/arch_config.h"
+#include "sim/cost/analytical.h"
+#include "sim/data/idx_dataset.h"
+#include "sim/engine/functional_engine.h"
+#include "sim/graph/graph_loader.h"
+#include "sim/mapping/mapping.h"
+#include "sim/report/report.h"
+
+namespace po = boost::program_options;
+using namespace imcsim;
+
+namespace {
+
+constexpr const char* kDefaultGraph = "workloads/fmnist_cnn/fmnist_cnn.imcg";
+constexpr const char* kDefaultArch = "arch_configs/default.json";
+constexpr const char* kDefaultOut = "results/default";
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const char* kTopUsage =
+    "usage: imcsim <command> [options]\n"
+    "\n"
+    "Cycle-level simulator of analog in-memory-computing DNN accelerators.\n"
+    "\n"
+    "commands:\n"
+    "  run       simulate a graph on an architecture over a dataset; report accuracy,\n"
+    "            latency, energy and area (JSON + text)\n"
+    "  inspect   print a graph's layers and its mapping onto an architecture\n"
+    "  validate  check a graph and/or an architecture config, report the first problem\n"
+    "\n"
+    "Run 'imcsim <command> --help' for the options of a command.\n";
+
+po::variables_map parse(const std::string& command, const po::options_description& desc,
+                        const std::vector<std::string>& args) {
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(desc).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(fmt::format("imcsim {}: {} (see 'imcsim {} --help')", command, e.what(), command));
+  }
+  return vm;
+}
+
+bool wants_help(const po::variables_map& vm, const std::string& command, const po::options_description& desc,
+                const char* summary) {
+  if (!vm.count("help")) return false;
+  std::cout << "usage: imcsim " << command << " [options]\n\n" << summary << "\n\n" << desc << "\n";
+  return true;
+}
+
+// Progress bar on stderr: redrawn in place on a terminal, a line per 10 % otherwise.
+class Progress {
+ public:
+  explicit Progress(bool enabled) : enabled_(enabled), tty_(::isatty(STDERR_FILENO)) {}
+  void operator()(uint64_t done, uint64_t total) {
+    if (!enabled_ || total == 0) return;
+    const int pct = static_cast<int>(100 * done / total);
+    if (tty_) {
+      const int width = 40, filled = width * pct / 100;
+      fmt::print(stderr, "\r  [{}{}] {:3d}% {}/{} images", std::string(filled, '#'),
+                 std::string(width - filled, '.'), pct, done, total);
+      if (done == total) fmt::print(stderr, "\n");
+    } else if (pct / 10 > last_decile_ || done == total) {
+      last_decile_ = pct / 10;
+      fmt::print(stderr, "  {:3d}% {}/{} images\n", pct, done, total);
+    }
+    std::fflush(stderr);
+  }
+
+ private:
+  bool enabled_, tty_;
+  int last_decile_ = -1;
+};
+
+int cmd_run(const std::vector<std::string>& args, const std::string& command_line) {
+  po::options_description desc("run options");
+  desc.add_options()("help,h", "show this help")
+      ("graph,g", po::value<std::string>()->default_value(kDefaultGraph), "network graph (.imcg)")
+      ("arch,a", po::value<std::string>()->default_value(kDefaultArch), "architecture config (JSON)")
+      ("dataset-dir,d", po::value<std::string>()->default_value(data::kDefaultFashionMnistDir),
+       "directory with the Fashion-MNIST IDX .gz files")
+      ("images,n", po::value<uint64_t>()->default_value(0), "number of test images (0 = all)")
+      ("threads,j", po::value<unsigned>()->default_value(0), "worker threads (0 = all cores)")
+      ("out,o", po::value<std::string>()->default_value(kDefaultOut),
+       "output directory; the report is <out>/report.json")
+      ("quiet,q", "no progress bar and no text summary");
+  const auto vm = parse("run", desc, args);
+  if (wants_help(vm, "run", desc,
+                 "Runs every test image through the graph, bit-exactly as the modelled hardware\n"
+                 "computes it, and reports accuracy, latency, energy and area (analytical cost\n"
+                 "model). The full report goes to <out>/report.json (docs/report.md)."))
+    return 0;
+  const bool quiet = vm.count("quiet") > 0;
+
+  const std::string graph_file = vm["graph"].as<std::string>();
+  const std::string arch_file = vm["arch"].as<std::string>();
+  const graph::Graph graph = graph::load_graph(graph_file);
+  const config::ArchConfig arch = config::load_arch_config(arch_file);
+  const mapping::Mapping mapping = mapping::map_graph(graph, mapping::ArrayGeometry::from(arch));
+
+  const auto dataset = data::read_fashion_mnist(vm["dataset-dir"].as<std::string>(), false);
+  const auto& shape = graph.input.shape.dims;
+  if (shape[0] != 1 || shape[1] != dataset.rows || shape[2] != dataset.cols)
+    throw std::runtime_error(fmt::format("{}: graph input shape [{}, {}, {}] does not match the dataset's "
+                                         "1x{}x{} images ({})", graph_file, shape[0], shape[1], shape[2],
+                                         dataset.rows, dataset.cols, dataset.images_file));
+  uint64_t count = vm["images"].as<uint64_t>();
+  if (count == 0 || count > dataset.count) count = dataset.count;
+  unsigned threads = vm["threads"].as<unsigned>();
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+
+  engine::FunctionalEngine engine(graph);
+  if (!quiet)
+    fmt::print(stderr, "imcsim run: {} on {} ({} images, {} threads)\n", graph_file, arch_file, count, threads);
+  Progress progress(!quiet);
+  const auto result = engine::run_dataset(engine, dataset.pixels, dataset.labels, count, threads,
+                                          [&](uint64_t d, uint64_t t) { progress(d, t); });
+  const auto cost = cost::analytical_cost(graph, mapping, arch, result.counters);
+
+  report::RunInfo info{command_line, graph_file, arch_file, dataset.images_file, dataset.labels_file, threads};
+  const auto rep = report::build_report(info, graph, arch, mapping, result, cost);
+  const std::filesystem::path out = std::filesystem::path(vm["out"].as<std::string>()) / "report.json";
+  report::write_file_atomically(out, rep.dump(2) + "\n");
+  if (!quiet) {
+    std::cout << report::text_summary(rep);
+    std::cout << fmt::format("report     {} (simulated {} images in {:.1f} s)\n", out.string(), count,
+                             result.wall_seconds);
+  }
+  return 0;
+}
+
+int cmd_inspect(const std::vector<std::string>& args) {
+  po::options_description desc("inspect options");
+  desc.add_options()("help,h", "show this help")
+      ("graph,g", po::value<std::string>()->default_value(kDefaultGraph), "network graph (.imcg)")
+      ("arch,a", po::value<std::string>()->default_value(kDefaultArch), "architecture config (JSON)")
+      ("json", "print JSON instead of a table");
+  const auto vm = parse("inspect", desc, args);
+  if (wants_help(vm, "inspect", desc, "Prints the graph's layers, the IMC parameters of each layer and its mapping\n"
+                                      "onto the architecture's arrays and tiles."))
+    return 0;
+  const auto graph = graph::load_graph(vm["graph"].as<std::string>());
+  const auto arch = config::load_arch_config(vm["arch"].as<std::string>());
+  const auto m = mapping::map_graph(graph, mapping::ArrayGeometry::from(arch));
+  if (vm.count("json")) {
+    std::cout << nlohmann::json{{"graph", report::graph_summary_json(graph)}, {"mapping", report::mapping_json(m)}}.dump(2)
+              << "\n";
+    return 0;
+  }
+  const auto& p = graph.provenance;
+  fmt::print("graph {} ({}): {} nodes, input [{}], {} classes, {} golden pairs\n", graph.name, graph.source_file,
+             graph.nodes.size(), fmt::join(graph.input.shape.dims, "x"), graph.num_classes, graph.golden.size());
+  if (!p.method.empty())
+    fmt::print("  trained by {} (method {}, seed {}): float {:.2f} %, fake-quant {:.2f} %, reference {:.2f} % on {} images\n",
+               p.exporter, p.method, p.seed, 100 * p.float_accuracy, 100 * p.fake_quant_accuracy,
+               100 * p.reference_accuracy, p.reference_images);
+  fmt::print("\n{:<10} {:<9} {:<14} {:>4} {:>4} {:>4} {:>5} {:<20} {:<28}\n", "node", "op", "output", "Bx", "Bw",
+             "Bc", "Bdac", "encoding", "ADC");
+  for (const auto& n : graph.nodes) {
+    std::string bx, bw, bc, bd, enc, adc;
+    if (const auto* l = std::get_if<graph::ImcLayer>(&n.op)) {
+      bx = std::to_string(graph.tensor_quant(n.inputs[0]).bits);
+      bw = std::to_string(l->weight_bits), bc = std::to_string(l->cell_bits), bd = std::to_string(l->dac_bits);
+      enc = std::string(kernels::encoding_name(l->encoding)) + (l->ashift_offset ? "+ashift" : "");
+      adc = fmt::format("{} {}b/{}", kernels::adc_kind_name(l->adc.kind), l->adc.bits,
+                        kernels::adc_granularity_name(l->adc.granularity));
+    }
+    fmt::print("{:<10} {:<9} {:<14} {:>4} {:>4} {:>4} {:>5} {:<20} {:<28}\n", n.name, graph::op_name(n.op),
+               fmt::format("{}", fmt::join(n.output_shape.dims, "x")), bx, bw, bc, bd, enc, adc);
+  }
+  fmt::print("\nmapping onto {} ({}x{} arrays, {} arrays/tile, {} tiles):\n", arch.name, m.geometry.rows,
+             m.geometry.cols, m.geometry.arrays_per_tile, m.geometry.tiles);
+  fmt::print("{:<10} {:>6} {:>5} {:>6} {:>3} {:>3} {:>7} {:>8} {:>9} {:>7} {:>6} {:>6}\n", "node", "K", "N",
+             "pos", "T", "S", "rowtile", "colstile", "arrays", "tiles", "ADCb", "util");
+  for (const auto& l : m.layers)
+    fmt::print("{:<10} {:>6} {:>5} {:>6} {:>3} {:>3} {:>7} {:>8} {:>9} {:>7} {:>6} {:>5.1f}%\n", l.node, l.rows_k,
+               l.cols_n, l.positions, l.input_groups, l.slices, l.row_tiles, l.col_tiles, l.arrays, l.tiles,
+               l.adc_bits, 100 * l.utilisation);
+  fmt::print("total: {} arrays on {} of {} tiles, utilisation {:.1f} % of the used arrays' cells\n", m.arrays_used,
+             m.tiles_used, m.geometry.tiles, 100 * m.utilisation);
+  return 0;
+}
+
+int cmd_validate(const std::vector<std::string>& args) {
+  po::options_description desc("validate options");
+  desc.add_options()("help,h", "show this help")
+      ("graph,g", po::value<std::string>(), "network graph (.imcg) to check")
+      ("arch,a", po::value<std::string>(), "architecture config (JSON) to check");
+  const auto vm = parse("validate", desc, args);
+  if (wants_help(vm, "validate", desc, "Checks a graph, a config, or both (and then whether the graph maps onto the\n"
+                                       "architecture). Prints 'ok' lines, or the first problem and exits 1."))
+    return 0;
+  if (!vm.count("graph") && !vm.count("arch")) throw UsageError("imcsim validate: give --graph and/or --arch");
+  std::optional<graph::Graph> graph;
+  std::optional<config::ArchConfig> arch;
+  if (vm.count("graph")) {
+    graph = graph::load_graph(vm["graph"].as<std::string>());
+    fmt::print("ok: graph {} ({} nodes, {} golden pairs)\n", vm["graph"].as<std::string>(), graph->nodes.size(),
+               graph->golden.size());
+  }
+  if (vm.count("arch")) {
+    arch = config::load_arch_config(vm["arch"].as<std::string>());
+    fmt::print("ok: arch config {} ({})\n", vm["arch"].as<std::string>(), arch->name);
+  }
+  if (graph && arch) {
+    const auto m = mapping::map_graph(*graph, mapping::ArrayGeometry::from(*arch));
+    fmt::print("ok: mapping uses {} arrays on {} tiles\n", m.arrays_used, m.tiles_used);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string command_line = "imcsim";
+  for (int i = 1; i < argc; ++i) command_line += std::string(" ") + argv[i];
+  try {
+    if (argc < 2) {
+      std::cerr << kTopUsage;
+      return 2;
+    }
+    const std::string command = argv[1];
+    const std::vector<std::string> args(argv + 2, argv + argc);
+    if (command == "--help" || command == "-h" || command == "help") {
+      std::cout << kTopUsage;
+      return 0;
+    }
+    if (command == "--version") {
+      std::cout << "imcsim " << IMCSIM_VERSION << "\n";
+      return 0;
+    }
+    if (command == "run") return cmd_run(args, command_line);
+    if (command == "inspect") return cmd_inspect(args);
+    if (command == "validate") return cmd_validate(args);
+    throw UsageError(fmt::format("imcsim: unknown command '{}' (expected run, inspect or validate)", command));
+  } catch (const UsageError& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "imcsim: error: out of memory\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "imcsim: error: " << e.what() << "\n";
+    return 1;
+  }
+}

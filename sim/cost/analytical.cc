@@ -1,0 +1,151 @@
+#include "sim/cost/analytical.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace imcsim::cost {
+
+const char* component_name(Component c) {
+  switch (c) {
+    case Component::kAdc: return "adc";
+    case Component::kDac: return "dac";
+    case Component::kCrossbar: return "crossbar";
+    case Component::kSampleHold: return "sample_hold";
+    case Component::kShiftAdd: return "shift_add";
+    case Component::kInputBuffer: return "input_buffer";
+    case Component::kOutputBuffer: return "output_buffer";
+    case Component::kGlobalBuffer: return "global_buffer";
+    case Component::kDigital: return "digital";
+    case Component::kCount: break;
+  }
+  return "?";
+}
+
+double sum(const PerComponent& v) { return std::accumulate(v.begin(), v.end(), 0.0); }
+
+double adc_energy_pj_at(const config::ArchConfig& arch, uint32_t bits) {
+  if (bits == arch.adc.bits) return arch.components.adc.energy_pj;
+  const double at_config = config::default_adc_cost(arch.adc.kind, arch.adc.bits).energy_pj;
+  const double at_bits = config::default_adc_cost(arch.adc.kind, bits).energy_pj;
+  return arch.components.adc.energy_pj * (at_bits / at_config);
+}
+
+namespace {
+
+double& at(PerComponent& v, Component c) { return v[static_cast<size_t>(c)]; }
+
+uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+// Bytes of one element of a tensor with the given quant (float outputs count 4 bytes).
+double element_bytes(const graph::Quant& q) { return q.is_float() ? 4.0 : double(ceil_div(q.bits, 8)); }
+
+// Digital ALU operations of a non-IMC node, per image (docs/cost_model.md).
+double digital_ops(const graph::Node& node) {
+  const double out = double(node.output_shape.elements());
+  if (const auto* mp = std::get_if<graph::MaxPool>(&node.op)) return out * (mp->kernel_h * mp->kernel_w - 1);
+  if (const auto* ap = std::get_if<graph::AvgPool>(&node.op)) return out * (ap->kernel_h * ap->kernel_w + 2);
+  if (std::holds_alternative<graph::Add>(node.op)) return out * 3;
+  if (std::holds_alternative<graph::Relu>(node.op)) return out * 2;
+  return 0;  // Flatten is a re-indexing
+}
+
+}  // namespace
+
+CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& mapping,
+                           const config::ArchConfig& arch, const engine::EngineCounters& counters) {
+  const auto& comp = arch.components;
+  CostReport r;
+  const double ns_per_cycle = 1000.0 / arch.clock_mhz;
+  const uint32_t adcs_per_array = arch.array.cols / arch.adc.columns_per_adc;
+  const uint64_t digital_lanes = arch.tile.shift_add_units;
+  size_t next_layer = 0;
+
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const graph::Node& node = graph.nodes[i];
+    NodeCost nc;
+    nc.node = node.name;
+    nc.op = graph::op_name(node.op);
+    NodeEvents& ev = nc.events;
+    const graph::Quant& in_q = graph.tensor_quant(node.inputs[0]);
+    const double in_elems = double(graph.tensor_shape(node.inputs[0]).elements()) *
+                            double(node.inputs.size());
+    ev.global_buffer_bytes = in_elems * element_bytes(in_q) +
+                             double(node.output_shape.elements()) * element_bytes(node.output_quant);
+
+    if (std::holds_alternative<graph::ImcLayer>(node.op)) {
+      const mapping::LayerMapping& lm = mapping.layers.at(next_layer++);
+      const double P = lm.positions, T = lm.input_groups, S = lm.slices, G = lm.row_tiles;
+      const double N = lm.cols_n, K = lm.rows_k;
+      const double phys_cols = N * lm.physical_cols_per_weight_col;
+      nc.input_steps = uint64_t{lm.positions} * lm.input_groups;
+      // Per step each array converts its used columns' slices; its ADCs share them evenly.
+      const uint64_t converted_cols = uint64_t{lm.weight_cols_per_array} * lm.slices;
+      nc.adc_conversion_cycles = config::adc_conversion_cycles(arch.adc, lm.adc_bits);
+      const uint64_t conv_cycles = ceil_div(converted_cols, adcs_per_array) * nc.adc_conversion_cycles;
+      const uint64_t read = arch.array.read_cycles;
+      // Sample-and-hold lets the next read overlap this step's conversions.
+      nc.step_cycles = std::max(read, conv_cycles);
+      nc.cycles = read + (nc.input_steps - 1) * nc.step_cycles + conv_cycles;
+
+      const engine::ImcNodeCounters* c = i < counters.per_node.size() ? &counters.per_node[i] : nullptr;
+      const bool measured = c && c->images > 0;
+      // Driven rows per image: measured from the data, else every row every step (worst case).
+      const double row_drives_per_col_tile =
+          measured ? double(c->row_drives) / double(c->images) : P * T * K;
+      ev.adc_conversions = P * G * S * T * N;
+      ev.dac_row_drives = row_drives_per_col_tile * lm.col_tiles;
+      ev.cell_reads = row_drives_per_col_tile * phys_cols;
+      ev.sample_holds = P * T * G * phys_cols;
+      ev.shift_adds = ev.adc_conversions;
+      ev.input_buffer_bytes = P * K * element_bytes(in_q);
+      ev.output_buffer_bytes = P * N * element_bytes(node.output_quant);
+      ev.digital_ops = P * N * 4;  // corrections, scale, bias, requantise
+      ev.macs = P * K * N;
+      at(nc.energy_pj, Component::kAdc) = ev.adc_conversions * adc_energy_pj_at(arch, lm.adc_bits);
+    } else {
+      ev.digital_ops = digital_ops(node);
+      nc.cycles = ceil_div(static_cast<uint64_t>(ev.digital_ops), digital_lanes);
+    }
+    at(nc.energy_pj, Component::kDac) = ev.dac_row_drives * comp.dac.energy_pj;
+    at(nc.energy_pj, Component::kCrossbar) = ev.cell_reads * comp.crossbar_cell.energy_pj;
+    at(nc.energy_pj, Component::kSampleHold) = ev.sample_holds * comp.sample_hold.energy_pj;
+    at(nc.energy_pj, Component::kShiftAdd) = ev.shift_adds * comp.shift_add.energy_pj;
+    at(nc.energy_pj, Component::kInputBuffer) = ev.input_buffer_bytes * comp.input_buffer.energy_pj;
+    at(nc.energy_pj, Component::kOutputBuffer) = ev.output_buffer_bytes * comp.output_buffer.energy_pj;
+    at(nc.energy_pj, Component::kGlobalBuffer) = ev.global_buffer_bytes * comp.global_buffer.energy_pj;
+    at(nc.energy_pj, Component::kDigital) = ev.digital_ops * comp.digital_op.energy_pj;
+
+    r.cycles_per_image += nc.cycles;
+    r.macs_per_image += ev.macs;
+    for (size_t k = 0; k < kComponentCount; ++k) r.energy_pj_per_image_by_component[k] += nc.energy_pj[k];
+    r.nodes.push_back(std::move(nc));
+  }
+  r.energy_pj_per_image = sum(r.energy_pj_per_image_by_component);
+  r.latency_ns_per_image = double(r.cycles_per_image) * ns_per_cycle;
+
+  // Area: instances x area per instance.
+  const double arrays = double(arch.chip.tiles) * arch.tile.arrays_per_tile;
+  auto& a = r.chip_area_um2;
+  at(a, Component::kAdc) = arrays * adcs_per_array * comp.adc.area_um2;
+  at(a, Component::kDac) = arrays * arch.array.rows * comp.dac.area_um2;
+  at(a, Component::kCrossbar) = arrays * arch.array.rows * arch.array.cols * comp.crossbar_cell.area_um2;
+  at(a, Component::kSampleHold) = arrays * arch.array.cols * comp.sample_hold.area_um2;
+  at(a, Component::kShiftAdd) = double(arch.chip.tiles) * arch.tile.shift_add_units * comp.shift_add.area_um2;
+  at(a, Component::kInputBuffer) = double(arch.chip.tiles) * double(arch.tile.input_buffer_bytes) * comp.input_buffer.area_um2;
+  at(a, Component::kOutputBuffer) = double(arch.chip.tiles) * double(arch.tile.output_buffer_bytes) * comp.output_buffer.area_um2;
+  at(a, Component::kGlobalBuffer) = double(arch.chip.global_buffer_bytes) * comp.global_buffer.area_um2;
+  at(a, Component::kDigital) = double(arch.chip.tiles) * comp.digital_op.area_um2;  // one ALU per tile
+  r.chip_area_um2_total = sum(a);
+  const double tile_area = (r.chip_area_um2_total - at(a, Component::kGlobalBuffer)) / arch.chip.tiles;
+  r.used_area_um2 = tile_area * mapping.tiles_used + at(a, Component::kGlobalBuffer);
+
+  const double latency_s = r.latency_ns_per_image * 1e-9;
+  const double energy_j = r.energy_pj_per_image * 1e-12;
+  const double ops = 2.0 * r.macs_per_image;
+  r.tops = latency_s > 0 ? ops / latency_s * 1e-12 : 0;
+  r.tops_per_watt = energy_j > 0 ? ops / energy_j * 1e-12 : 0;
+  r.tops_per_mm2 = r.chip_area_um2_total > 0 ? r.tops / (r.chip_area_um2_total * 1e-6) : 0;
+  return r;
+}
+
+}  // namespace imcsim::cost

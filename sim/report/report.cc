@@ -1,0 +1,236 @@
+#include "sim/report/report.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <stdexcept>
+
+namespace imcsim::report {
+
+using nlohmann::json;
+
+namespace {
+
+json per_component(const cost::PerComponent& v, double unit_scale = 1.0) {
+  json j = json::object();
+  for (size_t k = 0; k < cost::kComponentCount; ++k)
+    j[cost::component_name(static_cast<cost::Component>(k))] = v[k] * unit_scale;
+  return j;
+}
+
+}  // namespace
+
+json graph_summary_json(const graph::Graph& g) {
+  const auto& p = g.provenance;
+  json nodes = json::array();
+  for (const auto& n : g.nodes) {
+    json jn = {{"name", n.name}, {"op", graph::op_name(n.op)}, {"output_shape", n.output_shape.dims},
+               {"output_bits", n.output_quant.bits}, {"output_scale", n.output_quant.scale},
+               {"output_zero_point", n.output_quant.zero_point}};
+    if (const auto* l = std::get_if<graph::ImcLayer>(&n.op)) {
+      jn["imc"] = {{"rows_k", l->rows_k()}, {"cols_n", l->cols_n()},
+                   {"input_bits", g.tensor_quant(n.inputs[0]).bits}, {"weight_bits", l->weight_bits},
+                   {"cell_bits", l->cell_bits}, {"dac_bits", l->dac_bits},
+                   {"encoding", kernels::encoding_name(l->encoding)},
+                   {"row_tiling", l->row_tiling == graph::RowTilingRule::kContiguous ? "contiguous" : "channel_aligned"},
+                   {"trained_array_rows", l->array_rows}, {"ashift_offset", l->ashift_offset},
+                   {"adc", {{"kind", kernels::adc_kind_name(l->adc.kind)},
+                            {"bits", l->adc.bits},
+                            {"granularity", kernels::adc_granularity_name(l->adc.granularity)},
+                            {"rounding", kernels::adc_rounding_name(l->adc.rounding)},
+                            {"signed_codes", l->adc.signed_codes},
+                            {"frac_bits", l->adc.frac_bits}}}};
+    }
+    nodes.push_back(std::move(jn));
+  }
+  return {{"name", g.name}, {"file", g.source_file}, {"num_classes", g.num_classes},
+          {"input", {{"shape", g.input.shape.dims}, {"bits", g.input.quant.bits},
+                     {"dataset_format", g.input.dataset_format}}},
+          {"nodes", nodes}, {"golden_pairs", g.golden.size()},
+          {"provenance", {{"exporter", p.exporter}, {"command", p.command}, {"seed", p.seed},
+                          {"method", p.method}, {"dataset", p.dataset},
+                          {"float_accuracy", p.float_accuracy},
+                          {"fake_quant_accuracy", p.fake_quant_accuracy},
+                          {"reference_accuracy", p.reference_accuracy},
+                          {"reference_images", p.reference_images}, {"created_utc", p.created_utc},
+                          {"torch_version", p.torch_version}}}};
+}
+
+json mapping_json(const mapping::Mapping& m) {
+  json layers = json::array();
+  for (const auto& l : m.layers)
+    layers.push_back({{"node", l.node}, {"rows_k", l.rows_k}, {"cols_n", l.cols_n},
+                      {"positions", l.positions}, {"input_groups", l.input_groups},
+                      {"slices", l.slices},
+                      {"physical_cols_per_weight_col", l.physical_cols_per_weight_col},
+                      {"row_tiles", l.row_tiles}, {"max_rows_per_tile", l.max_rows_per_tile},
+                      {"weight_cols_per_array", l.weight_cols_per_array},
+                      {"col_tiles", l.col_tiles}, {"arrays", l.arrays}, {"tiles", l.tiles},
+                      {"first_tile", l.first_tile}, {"adc_bits", l.adc_bits},
+                      {"cells_used", l.cells_used}, {"utilisation", l.utilisation}});
+  return {{"array_rows", m.geometry.rows}, {"array_cols", m.geometry.cols},
+          {"arrays_used", m.arrays_used}, {"tiles_used", m.tiles_used},
+          {"tiles_available", m.geometry.tiles}, {"utilisation", m.utilisation},
+          {"layers", layers}};
+}
+
+json build_report(const RunInfo& info, const graph::Graph& g, const config::ArchConfig& arch,
+                  const mapping::Mapping& m, const engine::DatasetResult& ds,
+                  const cost::CostReport& c) {
+  json j;
+  j["imcsim"] = {{"version", IMCSIM_VERSION}, {"report_format", 1}, {"command", info.command_line}};
+  j["inputs"] = {{"graph", info.graph_file}, {"arch_config", info.arch_file},
+                 {"dataset_images", info.images_file}, {"dataset_labels", info.labels_file}};
+
+  // Accuracy, with the exporter's reference figure for comparison.
+  std::vector<uint64_t> class_total(g.num_classes, 0), class_correct(g.num_classes, 0);
+  json acc = {{"images", ds.images}, {"correct", ds.correct}, {"top1", ds.accuracy()}};
+  if (g.provenance.reference_images > 0) {
+    acc["reference_top1"] = g.provenance.reference_accuracy;
+    acc["reference_images"] = g.provenance.reference_images;
+    if (g.provenance.reference_images == ds.images)
+      acc["delta_vs_reference"] = ds.accuracy() - g.provenance.reference_accuracy;
+  }
+  j["accuracy"] = acc;
+
+  // Latency.
+  json lat_nodes = json::array();
+  for (const auto& n : c.nodes) {
+    json jn = {{"node", n.node}, {"op", n.op}, {"cycles", n.cycles}};
+    if (n.input_steps) {
+      jn["input_steps"] = n.input_steps;
+      jn["step_cycles"] = n.step_cycles;
+      jn["adc_conversion_cycles"] = n.adc_conversion_cycles;
+    }
+    lat_nodes.push_back(std::move(jn));
+  }
+  j["latency"] = {{"model", "analytical"},
+                  {"execution", "layer by layer, one image at a time"},
+                  {"clock_mhz", arch.clock_mhz},
+                  {"cycles_per_image", c.cycles_per_image},
+                  {"ns_per_image", c.latency_ns_per_image},
+                  {"images_per_s", c.latency_ns_per_image > 0 ? 1e9 / c.latency_ns_per_image : 0.0},
+                  {"per_node", lat_nodes}};
+
+  // Energy.
+  json en_nodes = json::array();
+  for (const auto& n : c.nodes) {
+    const auto& e = n.events;
+    en_nodes.push_back({{"node", n.node}, {"op", n.op}, {"pj", cost::sum(n.energy_pj)},
+                        {"by_component_pj", per_component(n.energy_pj)},
+                        {"events", {{"adc_conversions", e.adc_conversions},
+                                    {"dac_row_drives", e.dac_row_drives},
+                                    {"cell_reads", e.cell_reads},
+                                    {"sample_holds", e.sample_holds},
+                                    {"shift_adds", e.shift_adds},
+                                    {"input_buffer_bytes", e.input_buffer_bytes},
+                                    {"output_buffer_bytes", e.output_buffer_bytes},
+                                    {"global_buffer_bytes", e.global_buffer_bytes},
+                                    {"digital_ops", e.digital_ops},
+                                    {"macs", e.macs}}}});
+  }
+  j["energy"] = {{"model", "analytical: events per image x energy per event; no leakage"},
+                 {"pj_per_image", c.energy_pj_per_image},
+                 {"by_component_pj", per_component(c.energy_pj_per_image_by_component)},
+                 {"per_node", en_nodes}};
+
+  // Area.
+  j["area"] = {{"model", "instances x area per instance"},
+               {"chip_mm2", c.chip_area_um2_total * 1e-6},
+               {"by_component_mm2", per_component(c.chip_area_um2, 1e-6)},
+               {"used_mm2", c.used_area_um2 * 1e-6},
+               {"tiles", arch.chip.tiles},
+               {"tiles_used", m.tiles_used}};
+
+  j["efficiency"] = {{"macs_per_image", c.macs_per_image}, {"tops", c.tops},
+                     {"tops_per_w", c.tops_per_watt}, {"tops_per_mm2", c.tops_per_mm2}};
+
+  // ADC observations per IMC node.
+  json adc = json::array();
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (!std::holds_alternative<graph::ImcLayer>(g.nodes[i].op) || i >= ds.counters.per_node.size()) continue;
+    const auto& n = ds.counters.per_node[i];
+    adc.push_back({{"node", g.nodes[i].name}, {"conversions", n.adc_conversions},
+                   {"saturations", n.adc_saturations},
+                   {"saturation_rate", n.adc_conversions ? double(n.adc_saturations) / double(n.adc_conversions) : 0.0},
+                   {"psum_min", n.adc_conversions ? n.psum_min : 0},
+                   {"psum_max", n.adc_conversions ? n.psum_max : 0}});
+  }
+  j["adc"] = adc;
+  j["mapping"] = mapping_json(m);
+  j["graph"] = graph_summary_json(g);
+  j["config"] = config::to_json(arch);
+  j["config_notes"] = arch.notes;
+  j["run"] = {{"threads", info.threads}, {"wall_s", ds.wall_seconds},
+              {"simulated_images_per_s", ds.wall_seconds > 0 ? double(ds.images) / ds.wall_seconds : 0.0}};
+  return j;
+}
+
+std::string text_summary(const json& r) {
+  std::string s;
+  const auto& a = r["accuracy"];
+  s += fmt::format("accuracy   {:.2f} % top-1 ({} / {} images)", 100.0 * a["top1"].get<double>(),
+                   a["correct"].get<uint64_t>(), a["images"].get<uint64_t>());
+  if (a.contains("reference_top1"))
+    s += fmt::format("; Python reference {:.2f} % on {} images", 100.0 * a["reference_top1"].get<double>(),
+                     a["reference_images"].get<uint64_t>());
+  s += "\n";
+  const auto& l = r["latency"];
+  s += fmt::format("latency    {} cycles = {:.3f} us per image at {} MHz ({})\n",
+                   l["cycles_per_image"].get<uint64_t>(), l["ns_per_image"].get<double>() * 1e-3,
+                   l["clock_mhz"].get<double>(), l["model"].get<std::string>());
+  const auto& e = r["energy"];
+  s += fmt::format("energy     {:.3f} nJ per image;", e["pj_per_image"].get<double>() * 1e-3);
+  for (auto& [k, v] : e["by_component_pj"].items())
+    if (v.get<double>() > 0) s += fmt::format(" {} {:.1f}%", k, 100.0 * v.get<double>() / e["pj_per_image"].get<double>());
+  s += "\n";
+  const auto& ar = r["area"];
+  s += fmt::format("area       {:.3f} mm2 chip ({} tiles), {:.3f} mm2 in the {} tile(s) used\n",
+                   ar["chip_mm2"].get<double>(), ar["tiles"].get<uint64_t>(), ar["used_mm2"].get<double>(),
+                   ar["tiles_used"].get<uint64_t>());
+  const auto& ef = r["efficiency"];
+  s += fmt::format("efficiency {:.4f} TOPS, {:.3f} TOPS/W, {:.5f} TOPS/mm2\n", ef["tops"].get<double>(),
+                   ef["tops_per_w"].get<double>(), ef["tops_per_mm2"].get<double>());
+  return s;
+}
+
+void write_file_atomically(const std::filesystem::path& file, const std::string& content) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (file.has_parent_path()) {
+    fs::create_directories(file.parent_path(), ec);
+    if (ec) throw std::runtime_error(fmt::format("{}: cannot create directory: {}", file.parent_path().string(), ec.message()));
+  }
+  std::random_device rd;
+  const fs::path tmp = file.string() + fmt::format(".tmp.{}.{:08x}", ::getpid(), rd());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) throw std::runtime_error(fmt::format("{}: cannot create: {}", tmp.string(), std::strerror(errno)));
+  size_t written = 0;
+  while (written < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const std::string err = std::strerror(errno);
+      ::close(fd);
+      fs::remove(tmp, ec);
+      throw std::runtime_error(fmt::format("{}: write failed: {}", tmp.string(), err));
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    fs::remove(tmp, ec);
+    throw std::runtime_error(fmt::format("{}: flush failed: {}", tmp.string(), std::strerror(errno)));
+  }
+  fs::rename(tmp, file, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw std::runtime_error(fmt::format("{}: cannot rename into place: {}", file.string(), ec.message()));
+  }
+}
+
+}  // namespace imcsim::report
