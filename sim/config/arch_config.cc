@@ -486,19 +486,25 @@ ArchConfig validate(const RawConfig& raw, const std::string& source) {
       out.source = def.source;
     }
     if (raw.components_present && (!rc.energy_pj || !rc.area_um2)) {
-      default_components.emplace_back(slot.key);
+      std::string entry(slot.key);
+      if (rc.energy_pj || rc.area_um2) entry += rc.energy_pj ? " (area_um2)" : " (energy_pj)";
+      default_components.push_back(std::move(entry));
     }
   }
 
   if (!raw.components_present) defaulted.emplace_back("/components");
   if (!defaulted.empty()) {
     std::string note = "defaults applied for:";
-    for (const auto& p : defaulted) note += " " + p;
+    for (std::size_t i = 0; i < defaulted.size(); ++i) {
+      note += (i == 0 ? " " : ", ") + defaulted[i];
+    }
     cfg.notes.push_back(std::move(note));
   }
   if (!default_components.empty()) {
     std::string note = "default component figures used for:";
-    for (const auto& c : default_components) note += " " + c;
+    for (std::size_t i = 0; i < default_components.size(); ++i) {
+      note += (i == 0 ? " " : ", ") + default_components[i];
+    }
     note += " (see each component's source)";
     cfg.notes.push_back(std::move(note));
   }

@@ -328,6 +328,8 @@ TEST(ComponentOverrides, SingleFigureTakenAndSourceMarked) {
       << c.components.adc.source;
   EXPECT_NE(c.components.adc.source.find("area_um2: scaled 32 nm SAR"), std::string::npos)
       << c.components.adc.source;
+  ASSERT_EQ(c.notes.size(), 2u);
+  EXPECT_NE(c.notes[1].find("adc (area_um2), dac,"), std::string::npos) << c.notes[1];
   // Untouched components keep their default source.
   EXPECT_EQ(c.components.dac.source.find("user config"), std::string::npos);
 }
