@@ -11,7 +11,7 @@ namespace imcsim::mapping {
 
 ArrayGeometry ArrayGeometry::from(const config::ArchConfig& arch) {
   return {arch.array.rows, arch.array.cols, arch.array.cell_bits, arch.dac.bits, arch.adc.bits,
-          arch.adc.columns_per_adc, arch.tile.arrays_per_tile, arch.chip.tiles};
+          arch.adc.columns_per_adc, arch.tile.arrays_per_tile, arch.chip.tiles, arch.source_file};
 }
 
 namespace {
@@ -27,7 +27,8 @@ Mapping map_graph(const graph::Graph& graph, const ArrayGeometry& geo) {
     const auto* l = std::get_if<graph::ImcLayer>(&node.op);
     if (!l) continue;
     auto fail = [&](const std::string& what) {
-      throw MappingError(fmt::format("node '{}' (#{}) does not fit the architecture: {}", node.name, i, what));
+      throw MappingError(fmt::format("{}: node '{}' (#{}) does not fit the architecture {}: {}", graph.source_file,
+                                     node.name, i, geo.arch_source, what));
     };
     if (geo.rows < l->array_rows)
       fail(fmt::format("trained for {}-row arrays, the architecture has {} rows (array.rows)",
@@ -79,9 +80,9 @@ Mapping map_graph(const graph::Graph& graph, const ArrayGeometry& geo) {
     m.layers.push_back(lm);
   }
   if (m.tiles_used > geo.tiles)
-    throw MappingError(fmt::format("the graph needs {} tiles ({} arrays at {} arrays per tile), the chip "
-                                   "has {} (chip.tiles)", m.tiles_used, m.arrays_used,
-                                   geo.arrays_per_tile, geo.tiles));
+    throw MappingError(fmt::format("{}: the graph needs {} tiles ({} arrays at {} arrays per tile), the chip "
+                                   "has {} (chip.tiles in {})", graph.source_file, m.tiles_used, m.arrays_used,
+                                   geo.arrays_per_tile, geo.tiles, geo.arch_source));
   if (m.arrays_used)
     m.utilisation = double(cells) / (double(m.arrays_used) * geo.rows * geo.cols);
   return m;

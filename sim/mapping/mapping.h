@@ -22,6 +22,7 @@ struct MappingError : std::runtime_error {
 struct ArrayGeometry {
   uint32_t rows = 128, cols = 128, cell_bits = 2, dac_bits = 1, adc_bits = 8;
   uint32_t columns_per_adc = 128, arrays_per_tile = 96, tiles = 168;
+  std::string arch_source;  // config file, for error messages
   static ArrayGeometry from(const config::ArchConfig& arch);
 };
 
