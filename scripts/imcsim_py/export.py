@@ -1,14 +1,25 @@
 """Building imcsim graphs (sim/graph/imcsim_graph.proto) and their golden pairs.
 
-The exporter identifies itself in Provenance.exporter as ``EXPORTER``.
+The exporter identifies itself in Provenance.exporter as ``EXPORTER``. Run as a script, this
+file is the training + export command line of the bundled model (same options as
+``train_export.py``; see workloads/fmnist_cnn/README.md).
 """
 
 from __future__ import annotations
 
-import numpy as np
+import sys
+from pathlib import Path
 
-from .graph_pb import pb
-from . import reference as R
+if __name__ == "__main__" and __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from imcsim_py.train_export import main as _main
+    _main()
+    sys.exit(0)
+
+import numpy as np  # noqa: E402
+
+from .graph_pb import pb  # noqa: E402
+from . import reference as R  # noqa: E402
 
 EXPORTER = "scripts/imcsim_py/export.py 1"
 

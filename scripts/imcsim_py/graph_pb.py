@@ -4,7 +4,7 @@ The module is generated with ``protoc --python_out`` into ``scripts/imcsim_py/_g
 (gitignored) whenever it is missing or older than the .proto, then imported.
 
     from imcsim_py.graph_pb import pb        # the generated imcsim_graph_pb2 module
-    g = load_graph("workloads/fmnist_cnn/fmnist_cnn.imcg")
+    g = load_graph("workloads/fmnist_cnn/fmnist_cnn.imcg")   # .imcg container or text
 """
 
 from __future__ import annotations
@@ -67,22 +67,28 @@ pb = _load()
 Graph = pb.Graph
 
 
+TEXT_SUFFIXES = (".txt", ".pbtxt", ".textproto")
+
+
 def load_graph(path) -> "pb.Graph":
-    """Read a graph: binary protobuf (.imcg) or protobuf text format (.imcg.txt)."""
+    """Read a graph: a binary .imcg container (docs/graph_format.md, checked: magic, version,
+    length, checksum) or protobuf text format (.txt / .pbtxt / .textproto)."""
     path = Path(path)
-    g = pb.Graph()
-    if path.name.endswith(".txt"):
+    if path.name.endswith(TEXT_SUFFIXES):
         from google.protobuf import text_format
+        g = pb.Graph()
         text_format.Parse(path.read_text(), g)
-    else:
-        g.ParseFromString(path.read_bytes())
-    return g
+        return g
+    from . import imcg_file
+    return imcg_file.read_imcg(str(path), pb.Graph)
 
 
 def save_graph(g, path) -> None:
+    """Write a graph: .imcg container (atomically), or text format for the text suffixes."""
     path = Path(path)
-    if path.name.endswith(".txt"):
+    if path.name.endswith(TEXT_SUFFIXES):
         from google.protobuf import text_format
         path.write_text(text_format.MessageToString(g))
-    else:
-        path.write_bytes(g.SerializeToString())
+        return
+    from . import imcg_file
+    imcg_file.write_imcg(str(path), g)
