@@ -454,6 +454,210 @@ TEST(EngineAdc, ReluAndRequantisedOutput) {
   EXPECT_EQ(r.output_values, (std::vector<double>{1.5, 0.0}));
 }
 
+// ---- every ADC kind x granularity x encoding against a literal reference -------------------
+
+// docs/SEMANTICS.md "IMC layer" steps 1-8, written out literally for one conv layer (own row
+// tiles, set indices and ADC arithmetic; only the bit slicing, tested in slicing_test.cc, is
+// shared with the engine).
+struct Reference {
+  std::vector<int64_t> psums, codes, acc;  // [P][G][S][T][N], [P][G][S][T][N], [P][N]
+  std::vector<double> y;                   // [N][P]
+  uint64_t saturations = 0;
+  int64_t pmin = INT64_MAX, pmax = INT64_MIN;
+};
+
+Reference reference_conv(const graph::ImcLayer& l, const graph::Quant& q, uint32_t H, uint32_t W,
+                         const std::vector<int32_t>& x) {
+  using namespace kernels;
+  Reference ref;
+  const uint32_t C = l.in_channels, N = l.out_channels, kh = l.kernel_h, kw = l.kernel_w;
+  const uint32_t K = C * kh * kw, OH = (H + 2 * l.pad_h - kh) / l.stride_h + 1,
+                 OW = (W + 2 * l.pad_w - kw) / l.stride_w + 1, P = OH * OW;
+  const int64_t a = l.ashift_offset, z = q.zero_point, F = l.adc.frac_bits;
+  const auto groups = input_groups(q.bits, l.dac_bits, a != 0);
+  const auto slices = weight_slices(l.encoding, l.weight_bits, l.cell_bits);
+  const size_t S = slices.size(), T = groups.size();
+  std::vector<std::pair<uint32_t, uint32_t>> tiles;  // row ranges
+  if (l.row_tiling == graph::RowTilingRule::kContiguous) {
+    for (uint32_t g = 0; g * l.array_rows < K; ++g) tiles.push_back({g * l.array_rows, std::min((g + 1) * l.array_rows, K)});
+  } else {
+    const uint32_t cpt = std::min(l.array_rows / (kh * kw), C);
+    for (uint32_t g = 0; g * cpt < C; ++g) tiles.push_back({g * cpt * kh * kw, std::min((g + 1) * cpt, C) * kh * kw});
+  }
+  const size_t G = tiles.size();
+  auto cell = [&](uint32_t k, size_t s, uint32_t n) -> int64_t {
+    const int32_t w = l.weights[size_t{n} * K + k];
+    if (l.encoding == WeightEncoding::kDifferentialAnalog)
+      return int64_t{slice_value(stored_weight_pattern(l.encoding, l.weight_bits, w, 0), slices[s])} -
+             int64_t{slice_value(stored_weight_pattern(l.encoding, l.weight_bits, w, 1), slices[s])};
+    return slice_value(stored_weight_pattern(l.encoding, l.weight_bits, w, slices[s].polarity), slices[s]);
+  };
+  ref.y.assign(size_t{N} * P, 0.0);
+  for (uint32_t pos = 0; pos < P; ++pos) {
+    const uint32_t oy = pos / OW, ox = pos % OW;
+    std::vector<int64_t> xs(K);
+    int64_t xsum = 0;
+    for (uint32_t c = 0; c < C; ++c)
+      for (uint32_t i = 0; i < kh; ++i)
+        for (uint32_t j = 0; j < kw; ++j) {
+          const int64_t yy = int64_t(oy) * l.stride_h - l.pad_h + i, xx = int64_t(ox) * l.stride_w - l.pad_w + j;
+          const int64_t v = (yy < 0 || yy >= H || xx < 0 || xx >= W) ? z : x[(c * H + yy) * W + xx];
+          xs[(c * kh + i) * kw + j] = v - a;
+          xsum += v - a;
+        }
+    std::vector<int64_t> acc(N, 0);
+    for (size_t g = 0; g < G; ++g)
+      for (size_t s = 0; s < S; ++s)
+        for (size_t t = 0; t < T; ++t)
+          for (uint32_t n = 0; n < N; ++n) {
+            int64_t p = 0;
+            for (uint32_t k = tiles[g].first; k < tiles[g].second; ++k)
+              p += int64_t{group_value(static_cast<int32_t>(xs[k]), q.bits, groups[t])} * cell(k, s, n);
+            const size_t set = l.adc.granularity == AdcGranularity::kLayer    ? 0
+                               : l.adc.granularity == AdcGranularity::kColumn ? n
+                                                                              : (g * S + s) * N + n;
+            const int64_t v = p * (int64_t{1} << F);
+            int64_t code = p, value = v;
+            if (l.adc.kind == AdcKind::kLinear) {
+              const int64_t step = l.adc.step_fx[set], centre = l.adc.centre_fx[set], num = v - centre;
+              // Python-style floor division written independently of kernels::floor_div.
+              auto fdiv = [](int64_t aa, int64_t b) { return aa >= 0 ? aa / b : -((-aa + b - 1) / b); };
+              int64_t r = l.adc.rounding == AdcRounding::kFloor
+                              ? fdiv(num, step)
+                              : (num < 0 ? -1 : 1) * fdiv(2 * (num < 0 ? -num : num) + step, 2 * step);
+              const int64_t lo = l.adc.signed_codes ? -(int64_t{1} << (l.adc.bits - 1)) : 0;
+              const int64_t hi = l.adc.signed_codes ? (int64_t{1} << (l.adc.bits - 1)) - 1 : (int64_t{1} << l.adc.bits) - 1;
+              ref.saturations += (r < lo || r > hi);
+              code = std::clamp(r, lo, hi);
+              value = centre + code * step;
+            } else if (l.adc.kind == AdcKind::kNonlinear) {
+              const size_t nt = (size_t{1} << l.adc.bits) - 1;
+              code = 0;
+              for (size_t i = 0; i < nt; ++i) code += v >= l.adc.thresholds_fx[set * nt + i];
+              value = l.adc.levels_fx[set * (nt + 1) + static_cast<size_t>(code)];
+            }
+            ref.psums.push_back(p);
+            ref.codes.push_back(code);
+            ref.pmin = std::min(ref.pmin, p);
+            ref.pmax = std::max(ref.pmax, p);
+            acc[n] += int64_t{slices[s].sign} * groups[t].sign * (int64_t{1} << (slices[s].bit_lo + groups[t].bit_lo)) * value;
+          }
+    for (uint32_t n = 0; n < N; ++n) {
+      int64_t colsum = 0;
+      for (uint32_t k = 0; k < K; ++k) colsum += l.weights[size_t{n} * K + k];
+      acc[n] += (int64_t{1} << F) * (a - z) * colsum;
+      if (l.encoding == WeightEncoding::kOffset) acc[n] -= (int64_t{1} << F) * (int64_t{1} << (l.weight_bits - 1)) * xsum;
+      ref.acc.push_back(acc[n]);
+      const double m = ((q.scale * l.weight_scale[n]) * l.psum_scale[n]) * std::ldexp(1.0, -int(F));
+      double y = double(acc[n]) * m + l.bias[n];
+      if (l.activation == graph::Activation::kRelu) y = std::max(y, 0.0);
+      ref.y[size_t{n} * P + pos] = y;
+    }
+  }
+  return ref;
+}
+
+TEST(EngineAdcFuzz, EveryAdcKindGranularityEncodingWithAndWithoutLookupTable) {
+  // Conv 2 -> 3 channels, 3x3, stride 1, pad 1 on 2x4x4 (P = 16, K = 18). With a lookup table:
+  // Bx 4, Bw 5, Bc 2; without (partial-sum range > 2^22 entries): Bx 16, Bdac 16, Bw 7, Bc 3,
+  // R 10 contiguous (10 * 65535 * 7 = 4.6M) or 18 channel-aligned (2 channels per array).
+  std::mt19937 rng(31337);
+  auto uni = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  const char* grans[] = {"GRANULARITY_LAYER", "GRANULARITY_COLUMN", "GRANULARITY_SLICE_TILE_COLUMN"};
+  int cases = 0;
+  uint64_t total_saturations = 0, negative_psums = 0;
+  for (int enc = 0; enc < 4; ++enc)
+    for (int gran = 0; gran < 3; ++gran)
+      for (int kind = 0; kind < 3; ++kind)  // 0 LINEAR floor, 1 LINEAR half-away, 2 NONLINEAR
+        for (bool lut : {true, false}) {
+          const bool aligned = uni(0, 1) == 1;
+          const uint32_t bx = lut ? 4 : 16, bw = lut ? 5 : 7, bc = lut ? 2 : 3;
+          const uint32_t bdac = lut ? static_cast<uint32_t>(std::vector<int>{1, 2, 4}[uni(0, 2)]) : 16;
+          const uint32_t R = lut ? (aligned ? 9 : 7) : (aligned ? 18 : 10);
+          const uint32_t C = 2, H = 4, W = 4, N = 3, K = 18;
+          ImcT l;
+          l.in_channels = C, l.out_channels = N, l.kernel_h = 3, l.kernel_w = 3, l.pad_h = 1, l.pad_w = 1;
+          l.weight_bits = bw, l.cell_bits = bc, l.dac_bits = bdac, l.encoding = kEnc[enc], l.array_rows = R;
+          l.row_tiling = aligned ? "ROW_TILING_CHANNEL_ALIGNED" : "ROW_TILING_CONTIGUOUS";
+          l.ashift_offset = uni(0, 1) ? (1u << (bx - 1)) : 0;
+          const int wlo = -(1 << (bw - 1)) + (enc >= 2 ? 1 : 0), whi = (1 << (bw - 1)) - 1;
+          for (uint32_t i = 0; i < N * K; ++i) l.weights.push_back(static_cast<int32_t>(uni(wlo, whi)));
+          l.weight_scale = {0.125, 0.25, 0.5};
+          l.psum_scale = {1.0, 0.5, 2.0};
+          l.bias = {0.5, -1.0, 0.0};
+          l.activation = uni(0, 1) ? "ACTIVATION_RELU" : "ACTIVATION_NONE";
+          const uint32_t G = aligned ? (C + std::min(R / 9, C) - 1) / std::min(R / 9, C) : (K + R - 1) / R;
+          const uint32_t S = expected_slices(enc, bw, bc);
+          const uint64_t sets = gran == 0 ? 1 : gran == 1 ? N : uint64_t{G} * S * N;
+          AdcT& adc = l.adc;
+          adc.bits = static_cast<uint32_t>(uni(2, 6));
+          adc.frac_bits = static_cast<uint32_t>(uni(0, 3));
+          adc.granularity = grans[gran];
+          // Typical partial-sum magnitude: rows x half a group x half a cell.
+          const int64_t typical = int64_t{R} * ((int64_t{1} << std::min(bdac, bx)) / 2) * ((int64_t{1} << bc) / 2 + 1);
+          const int64_t span = typical << adc.frac_bits;
+          if (kind < 2) {
+            adc.kind = "KIND_LINEAR";
+            adc.rounding = kind == 0 ? "ROUNDING_FLOOR" : "ROUNDING_HALF_AWAY";
+            adc.signed_codes = uni(0, 1) == 1;
+            for (uint64_t i = 0; i < sets; ++i) {
+              const int64_t step = uni(1, std::max<int64_t>(1, 2 * span >> adc.bits));
+              adc.step_fx.push_back(step);
+              adc.centre_fx.push_back(uni(-step * 4, step * 4));
+            }
+          } else {
+            adc.kind = "KIND_NONLINEAR";
+            const size_t nt = (size_t{1} << adc.bits) - 1;
+            for (uint64_t i = 0; i < sets; ++i) {
+              // Strictly increasing: random positive gaps from a random start.
+              std::vector<int64_t> t{uni(-span / 4, span / 4)};
+              const int64_t gap = std::max<int64_t>(1, 2 * span / static_cast<int64_t>(nt));
+              while (t.size() < nt) t.push_back(t.back() + uni(1, gap));
+              adc.thresholds_fx.insert(adc.thresholds_fx.end(), t.begin(), t.end());
+              for (size_t j = 0; j <= nt; ++j) adc.levels_fx.push_back(uni(-span, span));
+            }
+          }
+          GraphT g;
+          g.input_shape = {C, H, W};
+          g.input_quant = QuantT{0.5, static_cast<int32_t>(uni(0, (1 << bx) - 1)), bx};
+          g.nodes.push_back(NodeT{"conv", {"x"}, "y", {N, H, W}, QuantT{1, 0, 0}, true, l.str()});
+          g.num_classes = N * H * W;
+          const auto graph = parse(g);
+          const auto& layer = std::get<graph::ImcLayer>(graph.nodes[0].op);
+          SCOPED_TRACE(fmt::format("{} {} kind {} {} bits {} F {} Bdac {} R {} a {}", kEnc[enc], grans[gran], kind,
+                                   lut ? "lut" : "no-lut", adc.bits, adc.frac_bits, bdac, R, l.ashift_offset));
+          FunctionalEngine eng(graph);
+          ASSERT_EQ(eng.imc_shape(0).tiles, G);
+          std::vector<int32_t> x(C * H * W);
+          for (auto& v : x) v = static_cast<int32_t>(uni(0, (1 << bx) - 1));
+          x[0] = (1 << bx) - 1, x[1] = 0;
+          const auto ref = reference_conv(layer, graph.input.quant, H, W, x);
+          std::vector<NodeTrace> traces;
+          EngineCounters counters;
+          const auto r = eng.infer(x, &counters, &traces);
+          ASSERT_EQ(r.output_values.size(), ref.y.size());
+          for (size_t i = 0; i < ref.y.size(); ++i) ASSERT_EQ(r.output_values[i], ref.y[i]) << "output " << i;
+          const size_t per_pos = ref.psums.size() / 16;
+          EXPECT_EQ(traces[0].psums_position0, std::vector<int64_t>(ref.psums.begin(), ref.psums.begin() + per_pos));
+          EXPECT_EQ(traces[0].adc_codes_position0, std::vector<int64_t>(ref.codes.begin(), ref.codes.begin() + per_pos));
+          EXPECT_EQ(traces[0].psum.value(), digest(ref.psums));
+          EXPECT_EQ(traces[0].adc_code.value(), digest(ref.codes));
+          EXPECT_EQ(traces[0].acc.value(), digest(ref.acc));
+          const auto& c = counters.per_node[0];
+          EXPECT_EQ(c.adc_conversions, ref.psums.size());
+          EXPECT_EQ(c.adc_saturations, ref.saturations);
+          EXPECT_EQ(c.psum_min, ref.pmin);
+          EXPECT_EQ(c.psum_max, ref.pmax);
+          total_saturations += ref.saturations;
+          negative_psums += ref.pmin < 0;
+          ++cases;
+        }
+  EXPECT_EQ(cases, 72);
+  // The cases do exercise clipping and (differential analog) negative partial sums.
+  EXPECT_GT(total_saturations, 0u);
+  EXPECT_GT(negative_psums, 0u);
+}
+
 // ---- digests over several positions ----------------------------------------------------------
 
 TEST(EngineTrace, ConvDigestsMatchCanonicalOrder) {
@@ -644,6 +848,22 @@ TEST(DigitalNodes, ArgmaxTakesFirstIndexOnTies) {
 }
 
 // ---- run_dataset ------------------------------------------------------------------------------
+
+TEST(RunDataset, ZeroImages) {
+  GraphT g;
+  g.input_shape = {1, 1, 2};
+  g.input_quant = QuantT{1, 0, 4};
+  g.nodes.push_back(NodeT{"flat", {"x"}, "f", {2}, g.input_quant, true, "flatten {}"});
+  g.num_classes = 2;
+  const auto graph = parse(g);
+  FunctionalEngine eng(graph);
+  const std::vector<uint8_t> none;
+  const auto r = run_dataset(eng, none, none, 0, 4, nullptr);
+  EXPECT_EQ(r.images, 0u);
+  EXPECT_EQ(r.correct, 0u);
+  EXPECT_EQ(r.accuracy(), 0.0);
+  EXPECT_TRUE(r.predictions.empty());
+}
 
 TEST(RunDataset, MatchesInferPerImageAndIsThreadCountInvariant) {
   // Input 1x2x2 (pixels / 255 -> codes of scale 1/255) -> flatten -> Linear 4 -> 3 (float).
