@@ -214,6 +214,20 @@ TEST_F(Cli, TextGraphWithWrongSizes) {
   expect_failure({"validate", "--graph", g.string()}, 1, {g.string(), "node 'fc'", "imc.weights"});
 }
 
+// BUG (sim/graph/graph_loader.cc, convert_graph: node names are not validated, and every error
+// message embeds them raw, e.g. Checker::set_node and mapping.cc's fail()): a node name holding
+// a newline splits the one-line error into two stderr lines. Fix: reject names (node, tensor)
+// containing control characters in convert_graph ("name: must not contain control
+// characters"), or escape them when formatting messages.
+TEST_F(Cli, NodeNameWithNewlineKeepsTheErrorOnOneLine) {
+  std::string text = slurp(kGraphs / "bad_weight_count.imcg.txt");
+  const auto at = text.find("name: \"fc\"");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 10, "name: \"f\\nc\"");  // the text-format escape \n: a real newline
+  const auto g = write("newline_name.imcg.txt", text);
+  expect_failure({"validate", "--graph", g.string()}, 1, {g.string(), "imc.weights"});
+}
+
 TEST_F(Cli, TextGraphSyntaxError) {
   const auto g = write("syntax.imcg.txt", "format_version: 1\ninput { tensor: \"x\" \n");
   expect_failure({"validate", "--graph", g.string()}, 1, {g.string(), "not a valid imcsim text graph", "line"});

@@ -474,6 +474,17 @@ TEST(GraphLoaderErrors, InputCount) {
   expect_error(c.text(), {"node 'flat'", "inputs", "got 0"});
 }
 
+// BUG (sim/graph/graph_loader.cc, convert_graph): node names may contain control characters
+// and are embedded raw in every error message, so a name with a newline breaks the one-line
+// error contract of the CLI (the message below spans two lines; expect_error checks for '\n').
+// Fix: reject names with control characters in convert_graph, or escape them in messages.
+TEST(GraphLoaderErrors, NodeNameWithNewlineKeepsTheMessageOnOneLine) {
+  Base b;
+  b.conv_node.name = "conv\\n1";  // text-format escape: the parsed name holds a newline
+  b.conv.weights.pop_back();
+  expect_error(b.text(), {"imc.weights"});
+}
+
 TEST(GraphLoaderErrors, DuplicateNodeNamesAndTensorNames) {
   Base b;
   b.fc_node.name = "conv1";
