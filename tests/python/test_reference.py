@@ -366,13 +366,40 @@ class TestGraph(unittest.TestCase):
         self.assertTrue(E.check_goldens(g2))
 
 
+class TestIdx(unittest.TestCase):
+    def test_parse_and_errors(self):
+        from imcsim_py import idx
+        hdr = bytes([0, 0, 8, 3]) + (2).to_bytes(4, "big") + (2).to_bytes(4, "big") + \
+            (3).to_bytes(4, "big")
+        a = idx.parse_idx(hdr + bytes(range(12)))
+        self.assertEqual(a.shape, (2, 2, 3))
+        self.assertEqual(int(a[1, 1, 2]), 11)
+        with self.assertRaises(idx.IdxError):
+            idx.parse_idx(bytes([1, 0, 8, 3]) + hdr[4:] + bytes(12))      # bad magic
+        with self.assertRaises(idx.IdxError):
+            idx.parse_idx(hdr + bytes(11))                                # truncated
+        with self.assertRaises(idx.IdxError):
+            idx.parse_idx(hdr + bytes(12), expect_ndim=1)                 # labels expected
+
+
 @unittest.skipUnless(WORKLOAD.is_file(), f"{WORKLOAD} not present")
 class TestWorkloadGoldens(unittest.TestCase):
     def test_fmnist_cnn_goldens(self):
         g = load_graph(WORKLOAD)
         self.assertEqual(g.format_version, 1)
         self.assertEqual(len(g.golden), 4)
+        self.assertEqual([gp.dataset_index for gp in g.golden], [0, 1, 2, 3])
+        self.assertEqual(g.provenance.method, "plain-qat")
+        self.assertEqual(g.provenance.reference_images, 10000)
+        self.assertGreaterEqual(g.provenance.reference_accuracy, 0.85)
         self.assertEqual(E.check_goldens(g), [])
+
+    def test_all_variants_goldens(self):
+        for path in sorted(WORKLOAD.parent.glob("*.imcg")):
+            with self.subTest(graph=path.name):
+                g = load_graph(path)
+                self.assertEqual(len(g.golden), 4)
+                self.assertEqual(E.check_goldens(g), [])
 
 
 if __name__ == "__main__":
