@@ -45,6 +45,22 @@ uint64_t read_le(const char* p, size_t bytes) {
   return v;
 }
 
+// Escapes control characters so that an error message stays on one line whatever the file holds.
+std::string one_line(const std::string& text) {
+  std::string out;
+  for (unsigned char ch : text) {
+    if (ch < 0x20 || ch == 0x7f) out += fmt::format("\\x{:02x}", ch);
+    else out += static_cast<char>(ch);
+  }
+  return out;
+}
+
+bool has_control_chars(const std::string& text) {
+  for (unsigned char ch : text)
+    if (ch < 0x20 || ch == 0x7f) return true;
+  return false;
+}
+
 // Collects the context ("file: node 'x' (#i) field") for error messages.
 class Checker {
  public:
@@ -54,8 +70,8 @@ class Checker {
   }
   void set_where(std::string where) { where_ = std::move(where); }
   [[noreturn]] void fail(const std::string& field, const std::string& what) const {
-    throw GraphError(fmt::format("{}: {}{}{}: {}", source_, where_, where_.empty() ? "" : " ",
-                                 field, what));
+    throw GraphError(one_line(fmt::format("{}: {}{}{}: {}", source_, where_, where_.empty() ? "" : " ",
+                                          field, what)));
   }
   void require(bool ok, const std::string& field, const std::string& what) const {
     if (!ok) fail(field, what);
@@ -389,6 +405,7 @@ Graph convert_graph(const pb::Graph& g, const std::string& source) {
     const pb::Node& pn = g.nodes(i);
     c.set_node(i, pn.name());
     c.require(!pn.name().empty(), "name", "missing node name");
+    c.require(!has_control_chars(pn.name()), "name", "node names must not contain control characters");
     c.require(node_names.insert(pn.name()).second, "name", "duplicate node name");
     Node node;
     node.name = pn.name();
@@ -456,6 +473,7 @@ Graph convert_graph(const pb::Graph& g, const std::string& source) {
               fmt::format("expected {} from the op and its input, got {}", shape_str(computed),
                           shape_str(node.output_shape)));
     c.require(!pn.output().empty(), "output", "missing output tensor name");
+    c.require(!has_control_chars(pn.output()), "output", "tensor names must not contain control characters");
     c.require(tensor_ids.emplace(pn.output(), i).second, "output",
               fmt::format("tensor name '{}' is already used", pn.output()));
     out.nodes.push_back(std::move(node));
@@ -562,10 +580,13 @@ Graph load_graph(const std::filesystem::path& file) {
     throw GraphError(fmt::format("{}: unsupported container version {} (expected {})", name, version,
                                  kContainerVersion));
   const uint64_t payload = read_le(bytes.data() + 16, 8);
-  if (bytes.size() != kHeaderBytes + payload + kTrailerBytes)
+  // Compare without forming header + payload + trailer, which a hostile length could wrap.
+  if (bytes.size() < kHeaderBytes + kTrailerBytes || payload != bytes.size() - kHeaderBytes - kTrailerBytes)
     throw GraphError(fmt::format("{}: truncated or padded file: header announces {} payload bytes, "
-                                 "file has {} bytes (expected {})", name, payload, bytes.size(),
-                                 kHeaderBytes + payload + kTrailerBytes));
+                                 "file has {} bytes (a {}-byte header and an {}-byte checksum around it)", name,
+                                 payload, bytes.size(), kHeaderBytes, kTrailerBytes));
+  if (payload > static_cast<uint64_t>(INT32_MAX))
+    throw GraphError(fmt::format("{}: payload of {} bytes exceeds the 2 GiB protobuf limit", name, payload));
   const char* body = bytes.data() + kHeaderBytes;
   const uint64_t stored = read_le(body + payload, 8);
   const uint64_t actual = fnv1a64(body, payload);

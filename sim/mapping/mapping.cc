@@ -75,14 +75,15 @@ Mapping map_graph(const graph::Graph& graph, const ArrayGeometry& geo) {
     lm.tiles = ceil_div(lm.arrays, geo.arrays_per_tile);
     lm.first_tile = m.tiles_used;  // each layer starts on a fresh tile
     m.tiles_used += lm.tiles;
+    if (m.tiles_used > geo.tiles)
+      fail(fmt::format("it needs tiles {}..{} ({} arrays at {} arrays per tile) but the chip has {} tiles "
+                       "(chip.tiles); the layers up to this one need {} tiles",
+                       lm.first_tile, m.tiles_used - 1, lm.arrays, geo.arrays_per_tile, geo.tiles,
+                       m.tiles_used));
     m.arrays_used += lm.arrays;
     cells += lm.cells_used;
     m.layers.push_back(lm);
   }
-  if (m.tiles_used > geo.tiles)
-    throw MappingError(fmt::format("{}: the graph needs {} tiles ({} arrays at {} arrays per tile), the chip "
-                                   "has {} (chip.tiles in {})", graph.source_file, m.tiles_used, m.arrays_used,
-                                   geo.arrays_per_tile, geo.tiles, geo.arch_source));
   if (m.arrays_used)
     m.utilisation = double(cells) / (double(m.arrays_used) * geo.rows * geo.cols);
   return m;

@@ -225,7 +225,7 @@ TEST_F(Cli, NodeNameWithNewlineKeepsTheErrorOnOneLine) {
   ASSERT_NE(at, std::string::npos);
   text.replace(at, 10, "name: \"f\\nc\"");  // the text-format escape \n: a real newline
   const auto g = write("newline_name.imcg.txt", text);
-  expect_failure({"validate", "--graph", g.string()}, 1, {g.string(), "imc.weights"});
+  expect_failure({"validate", "--graph", g.string()}, 1, {g.string(), "control characters"});
 }
 
 TEST_F(Cli, TextGraphSyntaxError) {

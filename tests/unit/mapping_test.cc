@@ -289,13 +289,11 @@ TEST(MappingErrors, GraphDoesNotFitTheChip) {
   // 6 tiles needed (see TwoLayersStartOnFreshTiles), 5 available.
   expect_mapping_error(parse(two_layer_graph()),
                        geometry({{"tile", {{"arrays_per_tile", 4}}}, {"chip", {{"tiles", 5}}}}),
-                       {"6 tiles", "21 arrays", "chip.tiles"});
+                       {"'fc'", "6 tiles", "tiles 2..5", "16 arrays", "chip.tiles"});
 }
 
-// BUG (sim/mapping/mapping.cc, the chip-capacity check after the layer loop): mapping.h promises
-// that map_graph "Throws MappingError naming the node and the mismatch", but the "does not fit
-// the chip" error names no node. It should name the first node whose tiles exceed chip.tiles
-// (here 'fc': conv1 occupies tiles 0-1, fc needs tiles 2-5 of 5).
+// The error names the first node whose tiles exceed chip.tiles (conv1 occupies tiles 0-1,
+// fc needs tiles 2-5 of 5).
 TEST(MappingErrors, ChipOverflowNamesTheFirstNodeThatDoesNotFit) {
   expect_mapping_error(parse(two_layer_graph()),
                        geometry({{"tile", {{"arrays_per_tile", 4}}}, {"chip", {{"tiles", 5}}}}),
