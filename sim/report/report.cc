@@ -194,7 +194,7 @@ std::string text_summary(const json& r) {
                    ar["chip_mm2"].get<double>(), ar["tiles"].get<uint64_t>(), ar["used_mm2"].get<double>(),
                    ar["tiles_used"].get<uint64_t>());
   const auto& ef = r["efficiency"];
-  s += fmt::format("efficiency {:.4f} TOPS, {:.3f} TOPS/W, {:.5f} TOPS/mm2\n", ef["tops"].get<double>(),
+  s += fmt::format("efficiency {:.4g} TOPS, {:.4g} TOPS/W, {:.4g} TOPS/mm2\n", ef["tops"].get<double>(),
                    ef["tops_per_w"].get<double>(), ef["tops_per_mm2"].get<double>());
   return s;
 }
