@@ -66,6 +66,21 @@ inline int64_t floor_div(int64_t a, int64_t b) {
   return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
+// Linear ADC: the rounded code of partial sum p before clipping to [code_min, code_max].
+inline int64_t linear_unclipped_code(const AdcSpec& spec, uint64_t set, int64_t p) {
+  const int64_t step = spec.step_fx[set];
+  const int64_t num = p * (int64_t{1} << spec.frac_bits) - spec.centre_fx[set];
+  if (spec.rounding == AdcRounding::kFloor) return floor_div(num, step);
+  const int64_t mag = floor_div(2 * (num < 0 ? -num : num) + step, 2 * step);
+  return num < 0 ? -mag : mag;
+}
+
+// Whether a linear conversion of p clips (saturates) at the ADC's code range.
+inline bool linear_saturates(const AdcSpec& spec, uint64_t set, int64_t p) {
+  const int64_t r = linear_unclipped_code(spec, set, p);
+  return r < spec.code_min() || r > spec.code_max();
+}
+
 // Converts partial sum p with parameter set `set`.
 inline AdcResult adc_convert(const AdcSpec& spec, uint64_t set, int64_t p) {
   const int64_t v = p * (int64_t{1} << spec.frac_bits);
@@ -73,19 +88,10 @@ inline AdcResult adc_convert(const AdcSpec& spec, uint64_t set, int64_t p) {
     case AdcKind::kIdeal:
       return {p, v};
     case AdcKind::kLinear: {
-      const int64_t step = spec.step_fx[set];
-      const int64_t centre = spec.centre_fx[set];
-      const int64_t num = v - centre;
-      int64_t r;
-      if (spec.rounding == AdcRounding::kFloor) {
-        r = floor_div(num, step);
-      } else {
-        const int64_t mag = floor_div(2 * (num < 0 ? -num : num) + step, 2 * step);
-        r = num < 0 ? -mag : mag;
-      }
+      const int64_t r = linear_unclipped_code(spec, set, p);
       const int64_t code = r < spec.code_min() ? spec.code_min()
                                                 : (r > spec.code_max() ? spec.code_max() : r);
-      return {code, centre + code * step};
+      return {code, spec.centre_fx[set] + code * spec.step_fx[set]};
     }
     case AdcKind::kNonlinear: {
       const uint32_t n_thresholds = spec.levels() - 1;

@@ -64,19 +64,7 @@ struct FunctionalEngine::ImcPlan {
   ImcPlan(const ImcLayer& l, kernels::ProgrammedCrossbar xbar) : layer(&l), crossbar(std::move(xbar)) {}
 
   bool saturated(uint64_t set, int64_t p) const {
-    const auto& adc = layer->adc;
-    if (adc.kind != kernels::AdcKind::kLinear) return false;
-    const int64_t num = p * (int64_t{1} << adc.frac_bits) - adc.centre_fx[set];
-    const int64_t step = adc.step_fx[set];
-    // Clipped iff the unclipped rounded code lies outside [qmin, qmax].
-    int64_t r;
-    if (adc.rounding == kernels::AdcRounding::kFloor) {
-      r = kernels::floor_div(num, step);
-    } else {
-      const int64_t mag = kernels::floor_div(2 * (num < 0 ? -num : num) + step, 2 * step);
-      r = num < 0 ? -mag : mag;
-    }
-    return r < adc.code_min() || r > adc.code_max();
+    return layer->adc.kind == kernels::AdcKind::kLinear && kernels::linear_saturates(layer->adc, set, p);
   }
 };
 
