@@ -177,7 +177,7 @@ namespace {
 // Shared state of one IMC layer evaluation: runs all positions of one image.
 void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const Node& node,
              std::span<const int32_t> in, std::vector<int32_t>& out_codes, std::vector<double>& out_values,
-             ImcNodeCounters* counters, NodeTrace* trace) {
+             ImcNodeCounters* counters, NodeTrace* trace, PsumObserver* observer, size_t node_index) {
   const ImcLayer& l = *plan.layer;
   const uint32_t K = shape.rows_k, N = shape.cols_n, S = shape.slices, T = shape.groups, G = shape.tiles;
   const auto& adc = l.adc;
@@ -232,6 +232,7 @@ void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const No
               if (counters) saturations += plan.saturated(set, p);
             }
             acc[n] += w * value;
+            if (observer) observer->observe(node_index, set, p);
             if (counters) {
               pmin = std::min(pmin, p);
               pmax = std::max(pmax, p);
@@ -285,7 +286,7 @@ void emit(const Node& node, size_t index, double y, std::vector<int32_t>& codes,
 }  // namespace
 
 InferenceResult FunctionalEngine::infer(std::span<const int32_t> input_codes, EngineCounters* counters,
-                                        std::vector<NodeTrace>* traces) const {
+                                        std::vector<NodeTrace>* traces, PsumObserver* observer) const {
   const size_t n_nodes = graph_.nodes.size();
   InferenceResult result;
   result.node_codes.resize(n_nodes);
@@ -309,7 +310,7 @@ InferenceResult FunctionalEngine::infer(std::span<const int32_t> input_codes, En
 
     if (plans_[i]) {
       run_imc(imc_shape(i), *plans_[i], node, in, out, values, counters ? &counters->per_node[i] : nullptr,
-              traces ? &(*traces)[i] : nullptr);
+              traces ? &(*traces)[i] : nullptr, observer, i);
     } else if (const auto* mp = std::get_if<graph::MaxPool>(&node.op)) {
       const uint32_t C = in_shape.dims[0], H = in_shape.dims[1], W = in_shape.dims[2];
       const uint32_t OH = node.output_shape.dims[1], OW = node.output_shape.dims[2];

@@ -21,6 +21,16 @@ struct NodeTrace {
   std::vector<int64_t> psums_position0, adc_codes_position0, acc_position0;
 };
 
+// Receives every partial sum an ADC converts (calibration). Called from the thread running
+// the image; an observer shared between threads must synchronise itself.
+class PsumObserver {
+ public:
+  virtual ~PsumObserver() = default;
+  // node: node index; set: the ADC parameter-set index of (tile, slice, column) under the
+  // layer's granularity; p: the partial sum.
+  virtual void observe(size_t node, uint64_t set, int64_t p) = 0;
+};
+
 // What one image produced.
 struct InferenceResult {
   std::vector<std::vector<int32_t>> node_codes;  // output codes per node (empty for a float output)
@@ -55,7 +65,8 @@ class FunctionalEngine {
   // Runs one image of input codes (C*H*W values). `counters` (sized by the engine if empty) and
   // `traces` (one per node) are optional.
   InferenceResult infer(std::span<const int32_t> input_codes, EngineCounters* counters = nullptr,
-                        std::vector<NodeTrace>* traces = nullptr) const;
+                        std::vector<NodeTrace>* traces = nullptr,
+                        PsumObserver* observer = nullptr) const;
 
   // Number of output positions P, row tiles G, slices S, input groups T of an IMC node.
   struct ImcShape {
