@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "sim/config/arch_config.h"
@@ -16,7 +17,9 @@
 #include "sim/engine/functional_engine.h"
 #include "sim/graph/graph_loader.h"
 #include "sim/mapping/mapping.h"
+#include "sim/mapping/schedule.h"
 #include "sim/report/report.h"
+#include "sim/timing/systemc_timing.h"
 
 namespace po = boost::program_options;
 using namespace imcsim;
@@ -98,6 +101,10 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
       ("threads,j", po::value<unsigned>()->default_value(0), "worker threads (0 = all cores)")
       ("out,o", po::value<std::string>()->default_value(kDefaultOut),
        "output directory; the report is <out>/report.json")
+      ("timing", po::value<std::string>()->default_value("systemc"),
+       "latency model: systemc (cycle-accurate, event-driven) or analytical (closed form)")
+      ("trace", po::value<std::string>(), "write a VCD waveform of the SystemC model to this file")
+      ("trace-window", po::value<std::string>(), "cycles START:END of the waveform (default: all)")
       ("quiet,q", "no progress bar and no text summary");
   const auto vm = parse("run", desc, args);
   if (wants_help(vm, "run", desc,
@@ -106,6 +113,27 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
                  "model). The full report goes to <out>/report.json (docs/report.md)."))
     return 0;
   const bool quiet = vm.count("quiet") > 0;
+  const std::string timing_model = vm["timing"].as<std::string>();
+  if (timing_model != "systemc" && timing_model != "analytical")
+    throw UsageError(fmt::format("imcsim run: --timing must be systemc or analytical, got '{}'", timing_model));
+  timing::SystemcTimingOptions timing_options;
+  if (vm.count("trace")) {
+    if (timing_model != "systemc") throw UsageError("imcsim run: --trace needs --timing systemc");
+    timing_options.vcd_file = vm["trace"].as<std::string>();
+  }
+  if (vm.count("trace-window")) {
+    const std::string w = vm["trace-window"].as<std::string>();
+    const auto colon = w.find(':');
+    try {
+      if (colon == std::string::npos) throw std::invalid_argument(w);
+      timing_options.trace_window_start = std::stoull(w.substr(0, colon));
+      timing_options.trace_window_end = std::stoull(w.substr(colon + 1));
+    } catch (const std::exception&) {
+      throw UsageError(fmt::format("imcsim run: --trace-window expects START:END in cycles, got '{}'", w));
+    }
+    if (timing_options.trace_window_end <= timing_options.trace_window_start)
+      throw UsageError(fmt::format("imcsim run: --trace-window END must exceed START, got '{}'", w));
+  }
 
   const std::string graph_file = vm["graph"].as<std::string>();
   const std::string arch_file = vm["arch"].as<std::string>();
@@ -130,10 +158,16 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
   Progress progress(!quiet);
   const auto result = engine::run_dataset(engine, dataset.pixels, dataset.labels, count, threads,
                                           [&](uint64_t d, uint64_t t) { progress(d, t); });
-  const auto cost = cost::analytical_cost(graph, mapping, arch, result.counters);
+  auto cost = cost::analytical_cost(graph, mapping, arch, result.counters);
+  std::optional<timing::SystemcTimingResult> systemc;
+  if (timing_model == "systemc") {
+    // Timing does not depend on data values: one image through the cycle-accurate model.
+    systemc = timing::run_systemc_timing(mapping::build_schedule(graph, mapping, arch), timing_options);
+    cost::set_latency(cost, systemc->cycles_per_image, arch.clock_mhz);
+  }
 
   report::RunInfo info{command_line, graph_file, arch_file, dataset.images_file, dataset.labels_file, threads};
-  const auto rep = report::build_report(info, graph, arch, mapping, result, cost);
+  const auto rep = report::build_report(info, graph, arch, mapping, result, cost, systemc ? &*systemc : nullptr);
   const std::filesystem::path out = std::filesystem::path(vm["out"].as<std::string>()) / "report.json";
   report::write_file_atomically(out, rep.dump(2) + "\n");
   if (!quiet) {

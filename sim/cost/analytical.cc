@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include "sim/mapping/schedule.h"
+
 namespace imcsim::cost {
 
 const char* component_name(Component c) {
@@ -34,20 +36,8 @@ namespace {
 
 double& at(PerComponent& v, Component c) { return v[static_cast<size_t>(c)]; }
 
-uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
-
 // Bytes of one element of a tensor with the given quant (float outputs count 4 bytes).
-double element_bytes(const graph::Quant& q) { return q.is_float() ? 4.0 : double(ceil_div(q.bits, 8)); }
-
-// Digital ALU operations of a non-IMC node, per image (docs/cost_model.md).
-double digital_ops(const graph::Node& node) {
-  const double out = double(node.output_shape.elements());
-  if (const auto* mp = std::get_if<graph::MaxPool>(&node.op)) return out * (mp->kernel_h * mp->kernel_w - 1);
-  if (const auto* ap = std::get_if<graph::AvgPool>(&node.op)) return out * (ap->kernel_h * ap->kernel_w + 2);
-  if (std::holds_alternative<graph::Add>(node.op)) return out * 3;
-  if (std::holds_alternative<graph::Relu>(node.op)) return out * 2;
-  return 0;  // Flatten is a re-indexing
-}
+double element_bytes(const graph::Quant& q) { return q.is_float() ? 4.0 : double(timing::ceil_div(q.bits, 8)); }
 
 }  // namespace
 
@@ -55,9 +45,8 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
                            const config::ArchConfig& arch, const engine::EngineCounters& counters) {
   const auto& comp = arch.components;
   CostReport r;
-  const double ns_per_cycle = 1000.0 / arch.clock_mhz;
   const uint32_t adcs_per_array = arch.array.cols / arch.adc.columns_per_adc;
-  const uint64_t digital_lanes = arch.tile.shift_add_units;
+  const auto schedule = mapping::build_schedule(graph, mapping, arch);
   size_t next_layer = 0;
 
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
@@ -77,15 +66,11 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
       const double P = lm.positions, T = lm.input_groups, S = lm.slices, G = lm.row_tiles;
       const double N = lm.cols_n, K = lm.rows_k;
       const double phys_cols = N * lm.physical_cols_per_weight_col;
-      nc.input_steps = uint64_t{lm.positions} * lm.input_groups;
-      // Per step each array converts its used columns' slices; its ADCs share them evenly.
-      const uint64_t converted_cols = uint64_t{lm.weight_cols_per_array} * lm.slices;
-      nc.adc_conversion_cycles = config::adc_conversion_cycles(arch.adc, lm.adc_bits);
-      const uint64_t conv_cycles = ceil_div(converted_cols, adcs_per_array) * nc.adc_conversion_cycles;
-      const uint64_t read = arch.array.read_cycles;
-      // Sample-and-hold lets the next read overlap this step's conversions.
-      nc.step_cycles = std::max(read, conv_cycles);
-      nc.cycles = read + (nc.input_steps - 1) * nc.step_cycles + conv_cycles;
+      const mapping::NodeSchedule& sched = schedule[i];
+      nc.input_steps = sched.imc.steps();
+      nc.adc_conversion_cycles = sched.adc_conversion_cycles;
+      nc.step_cycles = std::max(sched.imc.read_cycles, sched.imc.convert_cycles);
+      nc.cycles = sched.analytical_cycles();
 
       const engine::ImcNodeCounters* c = i < counters.per_node.size() ? &counters.per_node[i] : nullptr;
       const bool measured = c && c->images > 0;
@@ -103,8 +88,8 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
       ev.macs = P * K * N;
       at(nc.energy_pj, Component::kAdc) = ev.adc_conversions * adc_energy_pj_at(arch, lm.adc_bits);
     } else {
-      ev.digital_ops = digital_ops(node);
-      nc.cycles = ceil_div(static_cast<uint64_t>(ev.digital_ops), digital_lanes);
+      ev.digital_ops = static_cast<double>(schedule[i].digital_ops);
+      nc.cycles = schedule[i].analytical_cycles();
     }
     at(nc.energy_pj, Component::kDac) = ev.dac_row_drives * comp.dac.energy_pj;
     at(nc.energy_pj, Component::kCrossbar) = ev.cell_reads * comp.crossbar_cell.energy_pj;
@@ -121,7 +106,6 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
     r.nodes.push_back(std::move(nc));
   }
   r.energy_pj_per_image = sum(r.energy_pj_per_image_by_component);
-  r.latency_ns_per_image = double(r.cycles_per_image) * ns_per_cycle;
 
   // Area: instances x area per instance.
   const double arrays = double(arch.chip.tiles) * arch.tile.arrays_per_tile;
@@ -139,13 +123,18 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
   const double tile_area = (r.chip_area_um2_total - at(a, Component::kGlobalBuffer)) / arch.chip.tiles;
   r.used_area_um2 = tile_area * mapping.tiles_used + at(a, Component::kGlobalBuffer);
 
-  const double latency_s = r.latency_ns_per_image * 1e-9;
   const double energy_j = r.energy_pj_per_image * 1e-12;
-  const double ops = 2.0 * r.macs_per_image;
-  r.tops = latency_s > 0 ? ops / latency_s * 1e-12 : 0;
-  r.tops_per_watt = energy_j > 0 ? ops / energy_j * 1e-12 : 0;
-  r.tops_per_mm2 = r.chip_area_um2_total > 0 ? r.tops / (r.chip_area_um2_total * 1e-6) : 0;
+  r.tops_per_watt = energy_j > 0 ? 2.0 * r.macs_per_image / energy_j * 1e-12 : 0;
+  set_latency(r, r.cycles_per_image, arch.clock_mhz);
   return r;
+}
+
+void set_latency(CostReport& r, uint64_t cycles_per_image, double clock_mhz) {
+  r.cycles_per_image = cycles_per_image;
+  r.latency_ns_per_image = double(cycles_per_image) * 1000.0 / clock_mhz;
+  const double latency_s = r.latency_ns_per_image * 1e-9;
+  r.tops = latency_s > 0 ? 2.0 * r.macs_per_image / latency_s * 1e-12 : 0;
+  r.tops_per_mm2 = r.chip_area_um2_total > 0 ? r.tops / (r.chip_area_um2_total * 1e-6) : 0;
 }
 
 }  // namespace imcsim::cost

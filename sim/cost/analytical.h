@@ -71,6 +71,10 @@ struct CostReport {
 // scaled by the default cost model's ratio between `bits` and adc.bits (a reconfigurable ADC).
 double adc_energy_pj_at(const config::ArchConfig& arch, uint32_t bits);
 
+// Replaces the report's latency (e.g. by the cycle-accurate model's) and the figures derived
+// from it (TOPS, TOPS/mm2).
+void set_latency(CostReport& report, uint64_t cycles_per_image, double clock_mhz);
+
 CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& mapping,
                            const config::ArchConfig& arch, const engine::EngineCounters& counters);
 

@@ -81,7 +81,7 @@ json mapping_json(const mapping::Mapping& m) {
 
 json build_report(const RunInfo& info, const graph::Graph& g, const config::ArchConfig& arch,
                   const mapping::Mapping& m, const engine::DatasetResult& ds,
-                  const cost::CostReport& c) {
+                  const cost::CostReport& c, const timing::SystemcTimingResult* sc) {
   json j;
   j["imcsim"] = {{"version", IMCSIM_VERSION}, {"report_format", 1}, {"command", info.command_line}};
   j["inputs"] = {{"graph", info.graph_file}, {"arch_config", info.arch_file},
@@ -100,16 +100,30 @@ json build_report(const RunInfo& info, const graph::Graph& g, const config::Arch
 
   // Latency.
   json lat_nodes = json::array();
-  for (const auto& n : c.nodes) {
-    json jn = {{"node", n.node}, {"op", n.op}, {"cycles", n.cycles}};
+  uint64_t analytical_total = 0;
+  for (size_t i = 0; i < c.nodes.size(); ++i) {
+    const auto& n = c.nodes[i];
+    analytical_total += n.cycles;
+    json jn = {{"node", n.node}, {"op", n.op}, {"cycles", n.cycles}, {"analytical_cycles", n.cycles}};
     if (n.input_steps) {
       jn["input_steps"] = n.input_steps;
       jn["step_cycles"] = n.step_cycles;
       jn["adc_conversion_cycles"] = n.adc_conversion_cycles;
     }
+    if (sc) {
+      const auto& t = sc->nodes[i];
+      jn["cycles"] = t.cycles / sc->images;
+      jn["where_cycles_went"] = {
+          {"array_read", t.array_read}, {"array_stall_input", t.array_stall_input},
+          {"array_stall_sample_hold", t.array_stall_sample_hold}, {"adc_busy", t.adc_busy},
+          {"adc_idle", t.adc_idle}, {"bus_busy", t.bus_busy}, {"fetch_stall_bus", t.fetch_stall_bus},
+          {"fetch_stall_input_register", t.fetch_stall_slot}, {"write_stall_bus", t.write_stall_bus},
+          {"digital_busy", t.digital_busy}};
+    }
     lat_nodes.push_back(std::move(jn));
   }
-  j["latency"] = {{"model", "analytical"},
+  j["latency"] = {{"model", sc ? "systemc" : "analytical"},
+                  {"analytical_cycles_per_image", analytical_total},
                   {"execution", "layer by layer, one image at a time"},
                   {"clock_mhz", arch.clock_mhz},
                   {"cycles_per_image", c.cycles_per_image},
@@ -166,6 +180,7 @@ json build_report(const RunInfo& info, const graph::Graph& g, const config::Arch
   j["graph"] = graph_summary_json(g);
   j["config"] = config::to_json(arch);
   j["config_notes"] = arch.notes;
+  if (sc) j["latency"]["systemc_wall_s"] = sc->wall_seconds;
   j["run"] = {{"threads", info.threads}, {"wall_s", ds.wall_seconds},
               {"simulated_images_per_s", ds.wall_seconds > 0 ? double(ds.images) / ds.wall_seconds : 0.0}};
   return j;

@@ -11,6 +11,7 @@
 #include "sim/engine/functional_engine.h"
 #include "sim/graph/graph.h"
 #include "sim/mapping/mapping.h"
+#include "sim/timing/systemc_timing.h"
 
 namespace imcsim::report {
 
@@ -25,7 +26,8 @@ nlohmann::json mapping_json(const mapping::Mapping& mapping);
 
 nlohmann::json build_report(const RunInfo& info, const graph::Graph& graph,
                             const config::ArchConfig& arch, const mapping::Mapping& mapping,
-                            const engine::DatasetResult& dataset, const cost::CostReport& cost);
+                            const engine::DatasetResult& dataset, const cost::CostReport& cost,
+                            const timing::SystemcTimingResult* systemc = nullptr);
 
 // A few lines for the terminal: accuracy, latency, energy, area, efficiency.
 std::string text_summary(const nlohmann::json& report);

@@ -1,0 +1,200 @@
+#include "models/tile/layer_pipeline.h"
+
+#include <fmt/format.h>
+
+namespace imcsim::timing {
+
+using sc_core::sc_time;
+using sc_core::SC_NS;
+using sc_core::SC_ZERO_TIME;
+
+namespace {
+sc_time cycles(uint64_t n) { return sc_time(static_cast<double>(n), SC_NS); }
+}  // namespace
+
+LayerPipeline::LayerPipeline(sc_core::sc_module_name name, std::vector<PipelineJob> jobs, TraceOptions trace)
+    : sc_module(name), jobs_(std::move(jobs)), trace_(std::move(trace)) {
+  results_.resize(jobs_.size());
+  SC_THREAD(controller);
+  SC_THREAD(fetcher);
+  SC_THREAD(array);
+  SC_THREAD(adc_bank);
+  SC_THREAD(writer);
+  if (!trace_.vcd_file.empty()) {
+    vcd_ = sc_core::sc_create_vcd_trace_file(trace_.vcd_file.c_str());
+    vcd_->set_time_unit(1, SC_NS);
+    sc_core::sc_trace(vcd_, sig_job_, "node_index");
+    sc_core::sc_trace(vcd_, sig_array_read_, "array_read");
+    sc_core::sc_trace(vcd_, sig_adc_busy_, "adc_busy");
+    sc_core::sc_trace(vcd_, sig_bus_busy_, "bus_busy");
+    sc_core::sc_trace(vcd_, sig_digital_busy_, "digital_busy");
+  }
+}
+
+LayerPipeline::~LayerPipeline() {
+  if (vcd_) sc_core::sc_close_vcd_trace_file(vcd_);
+}
+
+uint64_t LayerPipeline::now_cycles() const {
+  return static_cast<uint64_t>(sc_core::sc_time_stamp().to_seconds() * 1e9 + 0.5);
+}
+
+void LayerPipeline::set_signal(sc_core::sc_signal<bool, sc_core::SC_MANY_WRITERS>& s, bool v) {
+  if (!vcd_) return;
+  const uint64_t t = now_cycles();
+  if (t >= trace_.window_start && t < trace_.window_end) s.write(v);
+  else if (t >= trace_.window_end) s.write(false);
+}
+
+template <typename Cond>
+void LayerPipeline::wait_until(Cond cond, sc_core::sc_event& ev, std::string& state, const char* what) {
+  if (cond()) return;
+  state = what;
+  while (!cond()) wait(ev);
+  state.clear();
+}
+
+std::string LayerPipeline::stuck_description() const {
+  std::string s;
+  auto add = [&](const char* stage, const std::string& st) {
+    if (!st.empty()) s += fmt::format("{}{} waits for {}", s.empty() ? "" : "; ", stage, st);
+  };
+  const std::string job = current_job_ >= 0 && current_job_ < static_cast<int64_t>(jobs_.size())
+                              ? jobs_[static_cast<size_t>(current_job_)].name : "?";
+  add("controller", controller_state_);
+  add("fetcher", fetch_state_);
+  add("array", array_state_);
+  add("adc bank", adc_state_);
+  add("writer", write_state_);
+  return fmt::format("node '{}' at cycle {}: {}", job, now_cycles(), s.empty() ? "no stage waiting" : s);
+}
+
+void LayerPipeline::controller() {
+  for (size_t j = 0; j < jobs_.size(); ++j) {
+    const PipelineJob& job = jobs_[j];
+    fetched_ = consumed_ = outputs_ready_ = written_ = 0;
+    bus_busy_ = sample_held_ = false;
+    results_[j].name = job.name;
+    results_[j].start_cycle = now_cycles();
+    current_job_ = static_cast<int64_t>(j);
+    if (vcd_) sig_job_.write(static_cast<int>(j));
+    job_start_ev_.notify(SC_ZERO_TIME);
+    if (job.is_imc) {
+      wait_until([&] { return written_ == job.imc.positions; }, written_ev_, controller_state_,
+                 "the last output write of the layer");
+    } else {
+      set_signal(sig_digital_busy_, true);
+      wait(cycles(job.digital_cycles));
+      results_[j].stats.digital_busy = job.digital_cycles;
+      set_signal(sig_digital_busy_, false);
+    }
+    results_[j].end_cycle = now_cycles();
+  }
+  current_job_ = static_cast<int64_t>(jobs_.size());
+  job_start_ev_.notify(SC_ZERO_TIME);
+  finished_ = true;
+}
+
+void LayerPipeline::fetcher() {
+  for (size_t j = 0; j < jobs_.size(); ++j) {
+    wait_until([&] { return job_ready(j); }, job_start_ev_, fetch_state_, "its next job");
+    const PipelineJob& job = jobs_[j];
+    if (!job.is_imc) continue;
+    StageStats& st = results_[j].stats;
+    for (uint64_t p = 0; p < job.imc.positions; ++p) {
+      uint64_t t0 = now_cycles();
+      wait_until([&] { return fetched_ - consumed_ < 2; }, slot_ev_, fetch_state_, "a free input register");
+      st.fetch_stall_slot += now_cycles() - t0;
+      t0 = now_cycles();
+      wait_until([&] { return !bus_busy_; }, bus_ev_, fetch_state_, "the bus");
+      st.fetch_stall_bus += now_cycles() - t0;
+      bus_busy_ = true;
+      set_signal(sig_bus_busy_, true);
+      wait(cycles(job.imc.fetch_cycles));
+      st.bus_busy += job.imc.fetch_cycles;
+      bus_busy_ = false;
+      set_signal(sig_bus_busy_, false);
+      bus_ev_.notify(SC_ZERO_TIME);
+      ++fetched_;
+      input_ev_.notify(SC_ZERO_TIME);
+    }
+  }
+}
+
+void LayerPipeline::array() {
+  for (size_t j = 0; j < jobs_.size(); ++j) {
+    wait_until([&] { return job_ready(j); }, job_start_ev_, array_state_, "its next job");
+    const PipelineJob& job = jobs_[j];
+    if (!job.is_imc) continue;
+    StageStats& st = results_[j].stats;
+    for (uint64_t p = 0; p < job.imc.positions; ++p) {
+      uint64_t t0 = now_cycles();
+      wait_until([&] { return fetched_ > p; }, input_ev_, array_state_, "an input vector");
+      st.array_stall_input += now_cycles() - t0;
+      for (uint64_t t = 0; t < job.imc.groups; ++t) {
+        set_signal(sig_array_read_, true);
+        wait(cycles(job.imc.read_cycles));
+        set_signal(sig_array_read_, false);
+        st.array_read += job.imc.read_cycles;
+        t0 = now_cycles();
+        wait_until([&] { return !sample_held_; }, sample_free_ev_, array_state_, "a free sample-and-hold");
+        st.array_stall_sample_hold += now_cycles() - t0;
+        sample_held_ = true;
+        sample_ev_.notify(SC_ZERO_TIME);
+      }
+      ++consumed_;  // the input register of p is free once its last group is sampled
+      slot_ev_.notify(SC_ZERO_TIME);
+    }
+  }
+}
+
+void LayerPipeline::adc_bank() {
+  for (size_t j = 0; j < jobs_.size(); ++j) {
+    wait_until([&] { return job_ready(j); }, job_start_ev_, adc_state_, "its next job");
+    const PipelineJob& job = jobs_[j];
+    if (!job.is_imc) continue;
+    StageStats& st = results_[j].stats;
+    const uint64_t steps = job.imc.steps();
+    for (uint64_t i = 0; i < steps; ++i) {
+      const uint64_t t0 = now_cycles();
+      wait_until([&] { return sample_held_; }, sample_ev_, adc_state_, "a held sample");
+      st.adc_idle += now_cycles() - t0;
+      set_signal(sig_adc_busy_, true);
+      wait(cycles(job.imc.convert_cycles));
+      set_signal(sig_adc_busy_, false);
+      st.adc_busy += job.imc.convert_cycles;
+      sample_held_ = false;
+      sample_free_ev_.notify(SC_ZERO_TIME);
+      if (i % job.imc.groups == job.imc.groups - 1) {
+        ++outputs_ready_;
+        output_ev_.notify(SC_ZERO_TIME);
+      }
+    }
+  }
+}
+
+void LayerPipeline::writer() {
+  for (size_t j = 0; j < jobs_.size(); ++j) {
+    wait_until([&] { return job_ready(j); }, job_start_ev_, write_state_, "its next job");
+    const PipelineJob& job = jobs_[j];
+    if (!job.is_imc) continue;
+    StageStats& st = results_[j].stats;
+    for (uint64_t p = 0; p < job.imc.positions; ++p) {
+      wait_until([&] { return outputs_ready_ > p; }, output_ev_, write_state_, "an output vector");
+      const uint64_t t0 = now_cycles();
+      wait_until([&] { return !bus_busy_; }, bus_ev_, write_state_, "the bus");
+      st.write_stall_bus += now_cycles() - t0;
+      bus_busy_ = true;
+      set_signal(sig_bus_busy_, true);
+      wait(cycles(job.imc.write_cycles));
+      st.bus_busy += job.imc.write_cycles;
+      bus_busy_ = false;
+      set_signal(sig_bus_busy_, false);
+      bus_ev_.notify(SC_ZERO_TIME);
+      ++written_;
+      written_ev_.notify(SC_ZERO_TIME);
+    }
+  }
+}
+
+}  // namespace imcsim::timing

@@ -1,0 +1,96 @@
+// SystemC model of the IMC layer pipeline (fetch -> array read + sample-and-hold -> ADC bank
+// -> output write, with a bus shared by fetches and writes) and of the digital unit, running
+// a sequence of node jobs layer by layer. Time advances by event-driven waits (never clock
+// ticks): one simulated nanosecond stands for one clock cycle. Stage semantics and their
+// closed form without stalls: models/tile/pipeline_timing.h; docs/timing_model.md.
+#pragma once
+
+#include <systemc>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/tile/pipeline_timing.h"
+
+namespace imcsim::timing {
+
+struct PipelineJob {
+  std::string name;
+  bool is_imc = false;
+  LayerTimingParams imc;        // IMC layer
+  uint64_t digital_cycles = 0;  // digital node
+};
+
+// Where a job's cycles went, per stage (cycles).
+struct StageStats {
+  uint64_t array_read = 0;          // array driving / settling / sampling
+  uint64_t array_stall_input = 0;   // array waiting for the next input vector
+  uint64_t array_stall_sample_hold = 0;  // array holding a read until the S&H is free
+  uint64_t adc_busy = 0;
+  uint64_t adc_idle = 0;            // ADC bank waiting for a sample
+  uint64_t bus_busy = 0;            // fetches + writes on the bus
+  uint64_t fetch_stall_bus = 0;     // fetch waiting for the bus
+  uint64_t fetch_stall_slot = 0;    // fetch waiting for a free input register
+  uint64_t write_stall_bus = 0;     // write waiting for the bus
+  uint64_t digital_busy = 0;
+};
+
+struct JobResult {
+  std::string name;
+  uint64_t start_cycle = 0, end_cycle = 0;
+  StageStats stats;
+  uint64_t cycles() const { return end_cycle - start_cycle; }
+};
+
+// Optional waveform: signals are updated only inside [window_start, window_end) cycles.
+struct TraceOptions {
+  std::string vcd_file;  // without the .vcd suffix SystemC adds; empty = no trace
+  uint64_t window_start = 0;
+  uint64_t window_end = UINT64_MAX;
+};
+
+class LayerPipeline : public sc_core::sc_module {
+ public:
+  SC_HAS_PROCESS(LayerPipeline);
+  LayerPipeline(sc_core::sc_module_name name, std::vector<PipelineJob> jobs, TraceOptions trace = {});
+  ~LayerPipeline() override;
+
+  bool finished() const { return finished_; }
+  const std::vector<JobResult>& results() const { return results_; }
+  // For a simulation that stopped before finishing: what each stage was waiting for.
+  std::string stuck_description() const;
+
+ private:
+  void controller();
+  void fetcher();
+  void array();
+  void adc_bank();
+  void writer();
+  // Waits until cond() holds, re-checking on every notification of ev.
+  template <typename Cond>
+  void wait_until(Cond cond, sc_core::sc_event& ev, std::string& state, const char* what);
+  uint64_t now_cycles() const;
+  void set_signal(sc_core::sc_signal<bool, sc_core::SC_MANY_WRITERS>& s, bool v);
+  // Job j has started (or, for a zero-cycle digital job, already ended): stages move on.
+  bool job_ready(size_t job) const { return current_job_ >= static_cast<int64_t>(job); }
+
+  std::vector<PipelineJob> jobs_;
+  std::vector<JobResult> results_;
+  TraceOptions trace_;
+  sc_core::sc_trace_file* vcd_ = nullptr;
+
+  // Per-job state (reset by the controller at each job start).
+  int64_t current_job_ = -1;
+  uint64_t fetched_ = 0, consumed_ = 0, outputs_ready_ = 0, written_ = 0;
+  bool bus_busy_ = false, sample_held_ = false, finished_ = false;
+  sc_core::sc_event job_start_ev_, input_ev_, slot_ev_, sample_ev_, sample_free_ev_, output_ev_,
+      bus_ev_, written_ev_;
+  std::string controller_state_, fetch_state_, array_state_, adc_state_, write_state_;
+
+  sc_core::sc_signal<bool, sc_core::SC_MANY_WRITERS> sig_array_read_, sig_adc_busy_, sig_bus_busy_,
+      sig_digital_busy_;
+  sc_core::sc_signal<int, sc_core::SC_MANY_WRITERS> sig_job_;
+};
+
+}  // namespace imcsim::timing

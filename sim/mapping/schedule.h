@@ -1,0 +1,38 @@
+// The per-node timing schedule of a mapped graph: for every node, the pipeline parameters
+// (models/tile/pipeline_timing.h) or the digital-unit cycles. Shared by the analytical cost
+// model and the SystemC timing model, so both time the same work. Pure, no SystemC.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/tile/pipeline_timing.h"
+#include "sim/config/arch_config.h"
+#include "sim/graph/graph.h"
+#include "sim/mapping/mapping.h"
+
+namespace imcsim::mapping {
+
+struct NodeSchedule {
+  size_t node_index = 0;
+  std::string node;
+  std::string op;
+  bool is_imc = false;
+  timing::LayerTimingParams imc;   // IMC layers
+  uint32_t arrays = 0;             // arrays working in lock-step on this layer
+  uint32_t adc_conversion_cycles = 0;
+  uint64_t digital_ops = 0;        // digital nodes
+  uint64_t digital_cycles = 0;     // digital nodes: ceil(ops / lanes)
+  uint64_t analytical_cycles() const {
+    return is_imc ? timing::analytical_layer_cycles(imc) : digital_cycles;
+  }
+};
+
+// Digital ALU operations of a non-IMC node per image (docs/cost_model.md).
+uint64_t digital_node_ops(const graph::Node& node);
+
+std::vector<NodeSchedule> build_schedule(const graph::Graph& graph, const Mapping& mapping,
+                                         const config::ArchConfig& arch);
+
+}  // namespace imcsim::mapping
