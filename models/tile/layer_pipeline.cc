@@ -72,6 +72,11 @@ std::string LayerPipeline::stuck_description() const {
 void LayerPipeline::controller() {
   for (size_t j = 0; j < jobs_.size(); ++j) {
     const PipelineJob& job = jobs_[j];
+    if (upstream_ && !upstream_->job_done(j)) {
+      controller_state_ = "the previous layer's output of its job " + std::to_string(j);
+      while (!upstream_->job_done(j)) wait(upstream_->job_done_event());
+      controller_state_.clear();
+    }
     fetched_ = consumed_ = outputs_ready_ = written_ = 0;
     bus_busy_ = sample_held_ = false;
     results_[j].name = job.name;
@@ -89,6 +94,8 @@ void LayerPipeline::controller() {
       set_signal(sig_digital_busy_, false);
     }
     results_[j].end_cycle = now_cycles();
+    jobs_done_ = j + 1;
+    job_done_ev_.notify(SC_ZERO_TIME);
   }
   current_job_ = static_cast<int64_t>(jobs_.size());
   job_start_ev_.notify(SC_ZERO_TIME);

@@ -56,6 +56,11 @@ class LayerPipeline : public sc_core::sc_module {
   LayerPipeline(sc_core::sc_module_name name, std::vector<PipelineJob> jobs, TraceOptions trace = {});
   ~LayerPipeline() override;
 
+  // Inter-layer pipelining: job j may start only after `upstream` has finished its job j.
+  void set_upstream(const LayerPipeline* upstream) { upstream_ = upstream; }
+  bool job_done(size_t job) const { return job < jobs_done_; }
+  const sc_core::sc_event& job_done_event() const { return job_done_ev_; }
+
   bool finished() const { return finished_; }
   const std::vector<JobResult>& results() const { return results_; }
   // For a simulation that stopped before finishing: what each stage was waiting for.
@@ -81,6 +86,9 @@ class LayerPipeline : public sc_core::sc_module {
   sc_core::sc_trace_file* vcd_ = nullptr;
 
   // Per-job state (reset by the controller at each job start).
+  const LayerPipeline* upstream_ = nullptr;
+  size_t jobs_done_ = 0;
+  sc_core::sc_event job_done_ev_;
   int64_t current_job_ = -1;
   uint64_t fetched_ = 0, consumed_ = 0, outputs_ready_ = 0, written_ = 0;
   bool bus_busy_ = false, sample_held_ = false, finished_ = false;

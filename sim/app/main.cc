@@ -103,6 +103,10 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
        "output directory; the report is <out>/report.json")
       ("timing", po::value<std::string>()->default_value("systemc"),
        "latency model: systemc (cycle-accurate, event-driven) or analytical (closed form)")
+      ("execution", po::value<std::string>()->default_value("layer"),
+       "layer (one node at a time) or pipelined (ISAAC-style: nodes on their own tiles, images stream)")
+      ("stream-images", po::value<uint64_t>()->default_value(1),
+       "images streamed back to back through the SystemC timing model")
       ("trace", po::value<std::string>(), "write a VCD waveform of the SystemC model to this file")
       ("trace-window", po::value<std::string>(), "cycles START:END of the waveform (default: all)")
       ("quiet,q", "no progress bar and no text summary");
@@ -117,6 +121,14 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
   if (timing_model != "systemc" && timing_model != "analytical")
     throw UsageError(fmt::format("imcsim run: --timing must be systemc or analytical, got '{}'", timing_model));
   timing::SystemcTimingOptions timing_options;
+  const std::string execution = vm["execution"].as<std::string>();
+  if (execution == "pipelined") timing_options.execution = timing::Execution::kPipelined;
+  else if (execution != "layer")
+    throw UsageError(fmt::format("imcsim run: --execution must be layer or pipelined, got '{}'", execution));
+  timing_options.images = vm["stream-images"].as<uint64_t>();
+  if (timing_options.images == 0) throw UsageError("imcsim run: --stream-images must be at least 1");
+  if (timing_model != "systemc" && (execution != "layer" || timing_options.images != 1))
+    throw UsageError("imcsim run: --execution pipelined and --stream-images need --timing systemc");
   if (vm.count("trace")) {
     if (timing_model != "systemc") throw UsageError("imcsim run: --trace needs --timing systemc");
     timing_options.vcd_file = vm["trace"].as<std::string>();

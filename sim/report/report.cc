@@ -180,7 +180,16 @@ json build_report(const RunInfo& info, const graph::Graph& g, const config::Arch
   j["graph"] = graph_summary_json(g);
   j["config"] = config::to_json(arch);
   j["config_notes"] = arch.notes;
-  if (sc) j["latency"]["systemc_wall_s"] = sc->wall_seconds;
+  if (sc) {
+    auto& l = j["latency"];
+    l["execution"] = timing::execution_name(sc->execution);
+    l["streamed_images"] = sc->images;
+    l["interval_cycles"] = sc->interval_cycles;
+    l["analytical_interval_cycles"] = sc->analytical_interval_cycles;
+    l["throughput_images_per_s"] = sc->interval_cycles ? arch.clock_mhz * 1e6 / double(sc->interval_cycles) : 0.0;
+    l["total_cycles"] = sc->total_cycles;
+    l["systemc_wall_s"] = sc->wall_seconds;
+  }
   j["run"] = {{"threads", info.threads}, {"wall_s", ds.wall_seconds},
               {"simulated_images_per_s", ds.wall_seconds > 0 ? double(ds.images) / ds.wall_seconds : 0.0}};
   return j;

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <algorithm>
 #include <chrono>
+#include <memory>
 #include <cstdlib>
 #include <systemc>
 
@@ -11,17 +13,19 @@
 
 namespace imcsim::timing {
 
+const char* execution_name(Execution e) {
+  return e == Execution::kPipelined ? "pipelined" : "layer_by_layer";
+}
+
 SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>& schedule,
                                        const SystemcTimingOptions& options) {
   static std::atomic<bool> used{false};
   if (used.exchange(true))
     throw TimingError("the SystemC timing model can be elaborated only once per process");
+  if (options.images == 0) throw TimingError("the timing run needs at least one image");
+  if (schedule.empty()) throw TimingError("the timing run needs at least one node");
   const auto start = std::chrono::steady_clock::now();
-
-  std::vector<PipelineJob> jobs;
-  for (uint64_t image = 0; image < options.images; ++image)
-    for (const auto& s : schedule)
-      jobs.push_back({s.node, s.is_imc, s.imc, s.digital_cycles});
+  const bool pipelined = options.execution == Execution::kPipelined;
 
   TraceOptions trace;
   if (!options.vcd_file.empty()) {
@@ -35,19 +39,39 @@ SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>&
   // Silence SystemC's informational reports (e.g. about the VCD time unit).
   sc_core::sc_report_handler::set_actions(sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
   sc_core::sc_report_handler::set_actions(sc_core::SC_WARNING, sc_core::SC_DO_NOTHING);
-  auto* pipeline = new LayerPipeline("layer_pipeline", std::move(jobs), trace);
+
+  // Layer by layer: one pipeline runs every (image, node) job in order. Pipelined: one
+  // pipeline per node, each running its node for every image, fed by the previous node's.
+  std::vector<std::unique_ptr<LayerPipeline>> stages;
+  auto job_of = [](const mapping::NodeSchedule& s) {
+    return PipelineJob{s.node, s.is_imc, s.imc, s.digital_cycles};
+  };
+  if (!pipelined) {
+    std::vector<PipelineJob> jobs;
+    for (uint64_t image = 0; image < options.images; ++image)
+      for (const auto& s : schedule) jobs.push_back(job_of(s));
+    stages.push_back(std::make_unique<LayerPipeline>("chip", std::move(jobs), trace));
+  } else {
+    for (size_t k = 0; k < schedule.size(); ++k) {
+      std::vector<PipelineJob> jobs(options.images, job_of(schedule[k]));
+      // Only the first stage traces (SystemC allows one VCD file per signal set here).
+      stages.push_back(std::make_unique<LayerPipeline>(fmt::format("stage_{}", k).c_str(), std::move(jobs),
+                                                       k == 0 ? trace : TraceOptions{}));
+      if (k > 0) stages[k]->set_upstream(stages[k - 1].get());
+    }
+  }
   sc_core::sc_start();  // runs until no event is pending
-  if (!pipeline->finished())
-    throw TimingError("deadlock: the simulation cannot make progress; " + pipeline->stuck_description());
+  for (const auto& st : stages)
+    if (!st->finished())
+      throw TimingError("deadlock: the simulation cannot make progress; " + st->stuck_description());
 
   SystemcTimingResult r;
+  r.execution = options.execution;
   r.images = options.images;
   r.nodes.resize(schedule.size());
-  const auto& results = pipeline->results();
-  for (size_t k = 0; k < results.size(); ++k) {
-    const auto& jr = results[k];
-    const auto& s = schedule[k % schedule.size()];
-    NodeTimingResult& n = r.nodes[k % schedule.size()];
+  auto add = [&](size_t node, const JobResult& jr) {
+    const auto& s = schedule[node];
+    NodeTimingResult& n = r.nodes[node];
     n.node = s.node;
     n.cycles += jr.cycles();
     n.analytical_cycles += s.analytical_cycles();
@@ -62,10 +86,37 @@ SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>&
     n.fetch_stall_slot += st.fetch_stall_slot;
     n.write_stall_bus += st.write_stall_bus;
     n.digital_busy += st.digital_busy;
-    r.total_cycles += jr.cycles();
+  };
+  // Completion and start cycle of each image.
+  std::vector<uint64_t> image_start(options.images), image_end(options.images);
+  const size_t n_nodes = schedule.size();
+  if (!pipelined) {
+    const auto& results = stages[0]->results();
+    for (size_t k = 0; k < results.size(); ++k) add(k % n_nodes, results[k]);
+    for (uint64_t i = 0; i < options.images; ++i) {
+      image_start[i] = results[i * n_nodes].start_cycle;
+      image_end[i] = results[i * n_nodes + n_nodes - 1].end_cycle;
+    }
+  } else {
+    for (size_t k = 0; k < n_nodes; ++k)
+      for (const auto& jr : stages[k]->results()) add(k, jr);
+    for (uint64_t i = 0; i < options.images; ++i) {
+      image_start[i] = stages.front()->results()[i].start_cycle;
+      image_end[i] = stages.back()->results()[i].end_cycle;
+    }
   }
-  r.cycles_per_image = options.images ? r.total_cycles / options.images : 0;
-  delete pipeline;  // closes the VCD file
+  r.total_cycles = image_end.back() - image_start.front();
+  r.cycles_per_image = image_end[0] - image_start[0];
+  r.interval_cycles = options.images > 1 ? (image_end.back() - image_end.front()) / (options.images - 1)
+                                         : r.cycles_per_image;
+  uint64_t sum = 0, slowest = 0;
+  for (const auto& s : schedule) {
+    sum += s.analytical_cycles();
+    slowest = std::max(slowest, s.analytical_cycles());
+  }
+  r.analytical_latency_cycles = sum;
+  r.analytical_interval_cycles = pipelined ? slowest : sum;
+  stages.clear();  // closes the VCD file
   r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }

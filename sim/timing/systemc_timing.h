@@ -27,15 +27,26 @@ struct NodeTimingResult {
            write_stall_bus = 0, digital_busy = 0;
 };
 
+enum class Execution {
+  kLayerByLayer,  // one node at a time on the whole chip; images one after another
+  kPipelined,     // ISAAC-style: every node on its own hardware, images stream through
+};
+const char* execution_name(Execution e);
+
 struct SystemcTimingResult {
+  Execution execution = Execution::kLayerByLayer;
   uint64_t images = 0;
-  uint64_t total_cycles = 0;
-  uint64_t cycles_per_image = 0;   // total / images (layer by layer: no overlap between images)
+  uint64_t total_cycles = 0;         // first node start to last node end, all images
+  uint64_t cycles_per_image = 0;     // latency of one image (the first)
+  uint64_t interval_cycles = 0;      // steady state: cycles between consecutive image completions
+  uint64_t analytical_latency_cycles = 0;   // closed form of the same
+  uint64_t analytical_interval_cycles = 0;
   std::vector<NodeTimingResult> nodes;
   double wall_seconds = 0;
 };
 
 struct SystemcTimingOptions {
+  Execution execution = Execution::kLayerByLayer;
   uint64_t images = 1;
   std::string vcd_file;            // "" = no waveform; else written (".vcd" appended if missing)
   uint64_t trace_window_start = 0, trace_window_end = UINT64_MAX;
