@@ -109,6 +109,7 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
        "images streamed back to back through the SystemC timing model")
       ("trace", po::value<std::string>(), "write a VCD waveform of the SystemC model to this file")
       ("trace-window", po::value<std::string>(), "cycles START:END of the waveform (default: all)")
+      ("timing-only", "no dataset and no values: latency, energy (every row driven: worst case) and area")
       ("quiet,q", "no progress bar and no text summary");
   const auto vm = parse("run", desc, args);
   if (wants_help(vm, "run", desc,
@@ -153,23 +154,32 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
   const config::ArchConfig arch = config::load_arch_config(arch_file);
   const mapping::Mapping mapping = mapping::map_graph(graph, mapping::ArrayGeometry::from(arch));
 
-  const auto dataset = data::read_fashion_mnist(vm["dataset-dir"].as<std::string>(), false);
-  const auto& shape = graph.input.shape.dims;
-  if (shape[0] != 1 || shape[1] != dataset.rows || shape[2] != dataset.cols)
-    throw std::runtime_error(fmt::format("{}: graph input shape [{}, {}, {}] does not match the dataset's "
-                                         "1x{}x{} images ({})", graph_file, shape[0], shape[1], shape[2],
-                                         dataset.rows, dataset.cols, dataset.images_file));
-  uint64_t count = vm["images"].as<uint64_t>();
-  if (count == 0 || count > dataset.count) count = dataset.count;
+  const bool timing_only = vm.count("timing-only") > 0;
+  if (graph.shape_only && !timing_only)
+    throw std::runtime_error(fmt::format("{}: a shape_only graph has no weights: run it with --timing-only",
+                                         graph_file));
   unsigned threads = vm["threads"].as<unsigned>();
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-
-  engine::FunctionalEngine engine(graph);
-  if (!quiet)
-    fmt::print(stderr, "imcsim run: {} on {} ({} images, {} threads)\n", graph_file, arch_file, count, threads);
-  Progress progress(!quiet);
-  const auto result = engine::run_dataset(engine, dataset.pixels, dataset.labels, count, threads,
-                                          [&](uint64_t d, uint64_t t) { progress(d, t); });
+  engine::DatasetResult result;  // stays empty (0 images) for a timing-only run
+  std::string images_file, labels_file;
+  if (!timing_only) {
+    const auto dataset = data::read_fashion_mnist(vm["dataset-dir"].as<std::string>(), false);
+    const auto& shape = graph.input.shape.dims;
+    if (shape[0] != 1 || shape[1] != dataset.rows || shape[2] != dataset.cols)
+      throw std::runtime_error(fmt::format("{}: graph input shape [{}, {}, {}] does not match the dataset's "
+                                           "1x{}x{} images ({})", graph_file, shape[0], shape[1], shape[2],
+                                           dataset.rows, dataset.cols, dataset.images_file));
+    uint64_t count = vm["images"].as<uint64_t>();
+    if (count == 0 || count > dataset.count) count = dataset.count;
+    engine::FunctionalEngine engine(graph);
+    if (!quiet)
+      fmt::print(stderr, "imcsim run: {} on {} ({} images, {} threads)\n", graph_file, arch_file, count, threads);
+    Progress progress(!quiet);
+    result = engine::run_dataset(engine, dataset.pixels, dataset.labels, count, threads,
+                                 [&](uint64_t d, uint64_t t) { progress(d, t); });
+    images_file = dataset.images_file;
+    labels_file = dataset.labels_file;
+  }
   auto cost = cost::analytical_cost(graph, mapping, arch, result.counters);
   std::optional<timing::SystemcTimingResult> systemc;
   if (timing_model == "systemc") {
@@ -178,13 +188,13 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
     cost::set_latency(cost, systemc->cycles_per_image, arch.clock_mhz);
   }
 
-  report::RunInfo info{command_line, graph_file, arch_file, dataset.images_file, dataset.labels_file, threads};
+  report::RunInfo info{command_line, graph_file, arch_file, images_file, labels_file, threads};
   const auto rep = report::build_report(info, graph, arch, mapping, result, cost, systemc ? &*systemc : nullptr);
   const std::filesystem::path out = std::filesystem::path(vm["out"].as<std::string>()) / "report.json";
   report::write_file_atomically(out, rep.dump(2) + "\n");
   if (!quiet) {
     std::cout << report::text_summary(rep);
-    std::cout << fmt::format("report     {} (simulated {} images in {:.1f} s)\n", out.string(), count,
+    std::cout << fmt::format("report     {} (simulated {} images in {:.1f} s)\n", out.string(), result.images,
                              result.wall_seconds);
   }
   return 0;

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <stdexcept>
 #include <thread>
 
 #include "models/adc/adc.h"
@@ -69,6 +70,9 @@ struct FunctionalEngine::ImcPlan {
 };
 
 FunctionalEngine::FunctionalEngine(const Graph& graph) : graph_(graph) {
+  if (graph.shape_only)
+    throw std::invalid_argument(graph.source_file + ": a shape_only graph has no weights: it can only be "
+                                "timed (imcsim run --timing-only), not run on data");
   plans_.resize(graph.nodes.size());
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const Node& node = graph.nodes[i];

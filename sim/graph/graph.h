@@ -113,6 +113,7 @@ struct Graph {
   std::vector<Node> nodes;  // topological order; the last node is the output
   uint32_t num_classes = 0;
   std::vector<GoldenPair> golden;
+  bool shape_only = false;  // no weights: timing, energy and area only
 
   const Quant& tensor_quant(int tensor_id) const {
     return tensor_id < 0 ? input.quant : nodes[static_cast<size_t>(tensor_id)].output_quant;

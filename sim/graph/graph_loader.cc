@@ -206,7 +206,7 @@ kernels::AdcSpec convert_adc(const pb::AdcSpec& a, const Checker& c, uint64_t ti
 }
 
 ImcLayer convert_imc(const pb::ImcLayer& l, const Shape& in_shape, const Quant& in_quant,
-                     Shape& out_shape, const Checker& c) {
+                     Shape& out_shape, const Checker& c, bool shape_only) {
   ImcLayer out;
   c.require(!in_quant.is_float(), "inputs", "an IMC layer needs integer input codes");
   switch (l.kind()) {
@@ -276,9 +276,16 @@ ImcLayer convert_imc(const pb::ImcLayer& l, const Shape& in_shape, const Quant& 
   const uint64_t k_rows = uint64_t{out.in_channels} * taps;
   const uint64_t n_cols = out.out_channels;
   c.require(k_rows < (uint64_t{1} << 31), "imc.in_channels", "weight matrix has too many rows");
-  c.require(static_cast<uint64_t>(l.weights_size()) == k_rows * n_cols, "imc.weights",
-            fmt::format("expected N*K = {}*{} = {} values, got {}", n_cols, k_rows,
-                        k_rows * n_cols, l.weights_size()));
+  if (shape_only) {
+    // Shape-only graphs carry no values; scales default to 1 so derived quantities exist.
+    c.require(l.weights_size() == 0 && l.weight_scale_size() == 0 && l.psum_scale_size() == 0 &&
+                  l.bias_size() == 0,
+              "imc.weights", "a shape_only graph carries no weights, scales or biases");
+  } else {
+    c.require(static_cast<uint64_t>(l.weights_size()) == k_rows * n_cols, "imc.weights",
+              fmt::format("expected N*K = {}*{} = {} values, got {}", n_cols, k_rows,
+                          k_rows * n_cols, l.weights_size()));
+  }
   const int32_t w_min = -(int32_t{1} << (out.weight_bits - 1));
   const int32_t w_max = (int32_t{1} << (out.weight_bits - 1)) - 1;
   const bool differential = out.encoding == WeightEncoding::kDifferentialDigital ||
@@ -293,12 +300,12 @@ ImcLayer convert_imc(const pb::ImcLayer& l, const Shape& in_shape, const Quant& 
                          i / k_rows, i % k_rows, w_lo, w_max, out.weight_bits,
                          kernels::encoding_name(out.encoding)));
   }
-  c.require(l.weight_scale_size() == 1 || static_cast<uint64_t>(l.weight_scale_size()) == n_cols,
+  c.require(shape_only || l.weight_scale_size() == 1 || static_cast<uint64_t>(l.weight_scale_size()) == n_cols,
             "imc.weight_scale",
             fmt::format("expected 1 (per tensor) or {} (per column) values, got {}", n_cols,
                         l.weight_scale_size()));
-  out.weight_scale.resize(n_cols);
-  for (uint64_t n = 0; n < n_cols; ++n) {
+  out.weight_scale.assign(n_cols, 1.0);
+  for (uint64_t n = 0; n < n_cols && !shape_only; ++n) {
     out.weight_scale[n] = l.weight_scale(l.weight_scale_size() == 1 ? 0 : static_cast<int>(n));
     c.finite_positive(out.weight_scale[n], fmt::format("imc.weight_scale[{}]", n));
   }
@@ -370,6 +377,7 @@ Graph convert_graph(const pb::Graph& g, const std::string& source) {
             fmt::format("unsupported graph format version {} (this imcsim reads version {})",
                         g.format_version(), kFormatVersion));
   out.name = g.name();
+  out.shape_only = g.shape_only();
   const auto& p = g.provenance();
   out.provenance = Provenance{p.exporter(), p.command(), p.method(), p.method_settings_json(),
                               p.dataset(), p.created_utc(), p.torch_version(), p.seed(),
@@ -386,8 +394,10 @@ Graph convert_graph(const pb::Graph& g, const std::string& source) {
             fmt::format("expected C, H, W (3 values), got {}", out.input.shape.dims.size()));
   for (uint32_t d : out.input.shape.dims) c.positive(d, "shape");
   out.input.dataset_format = in.dataset_format();
-  c.require(in.dataset_format() == "idx-u8", "dataset_format",
-            fmt::format("expected \"idx-u8\", got \"{}\"", in.dataset_format()));
+  const char* expected_format = out.shape_only ? "none" : "idx-u8";
+  c.require(in.dataset_format() == expected_format, "dataset_format",
+            fmt::format("expected \"{}\"{}, got \"{}\"", expected_format,
+                        out.shape_only ? " for a shape_only graph" : "", in.dataset_format()));
   out.input.pixel_scale = in.pixel_scale();
   out.input.mean = in.mean();
   out.input.std = in.std();
@@ -427,7 +437,7 @@ Graph convert_graph(const pb::Graph& g, const std::string& source) {
     Shape computed;
     switch (pn.op_case()) {
       case pb::Node::kImc:
-        node.op = convert_imc(pn.imc(), in_shape, in_quant, computed, c);
+        node.op = convert_imc(pn.imc(), in_shape, in_quant, computed, c, out.shape_only);
         break;
       case pb::Node::kMaxPool: {
         const auto& m = pn.max_pool();
@@ -486,6 +496,7 @@ Graph convert_graph(const pb::Graph& g, const std::string& source) {
             fmt::format("{} does not match the last node's {} outputs", out.num_classes,
                         out.nodes.back().output_shape.elements()));
 
+  c.require(!out.shape_only || g.golden_size() == 0, "golden", "a shape_only graph has no golden pairs");
   for (int gi = 0; gi < g.golden_size(); ++gi) {
     const pb::GoldenPair& pg = g.golden(gi);
     c.set_where(fmt::format("golden[{}]", gi));

@@ -96,6 +96,8 @@ json build_report(const RunInfo& info, const graph::Graph& g, const config::Arch
     if (g.provenance.reference_images == ds.images)
       acc["delta_vs_reference"] = ds.accuracy() - g.provenance.reference_accuracy;
   }
+  if (ds.images == 0)
+    acc = {{"images", 0}, {"measured", false}, {"note", "timing-only run: no data, no accuracy"}};
   j["accuracy"] = acc;
 
   // Latency.
@@ -148,7 +150,9 @@ json build_report(const RunInfo& info, const graph::Graph& g, const config::Arch
                                     {"digital_ops", e.digital_ops},
                                     {"macs", e.macs}}}});
   }
-  j["energy"] = {{"model", "analytical: events per image x energy per event; no leakage"},
+  j["energy"] = {{"model", ds.images ? "analytical: events per image x energy per event; no leakage"
+                                      : "analytical, timing-only: every row driven every step (worst case); "
+                                        "no leakage"},
                  {"pj_per_image", c.energy_pj_per_image},
                  {"by_component_pj", per_component(c.energy_pj_per_image_by_component)},
                  {"per_node", en_nodes}};
@@ -198,8 +202,11 @@ json build_report(const RunInfo& info, const graph::Graph& g, const config::Arch
 std::string text_summary(const json& r) {
   std::string s;
   const auto& a = r["accuracy"];
-  s += fmt::format("accuracy   {:.2f} % top-1 ({} / {} images)", 100.0 * a["top1"].get<double>(),
-                   a["correct"].get<uint64_t>(), a["images"].get<uint64_t>());
+  if (!a.contains("top1"))
+    s += "accuracy   not measured (timing-only run)";
+  else
+    s += fmt::format("accuracy   {:.2f} % top-1 ({} / {} images)", 100.0 * a["top1"].get<double>(),
+                     a["correct"].get<uint64_t>(), a["images"].get<uint64_t>());
   if (a.contains("reference_top1"))
     s += fmt::format("; Python reference {:.2f} % on {} images", 100.0 * a["reference_top1"].get<double>(),
                      a["reference_images"].get<uint64_t>());
