@@ -107,6 +107,7 @@ struct RawCost {
 
 // Integers are kept as uint64 here; ranges (and narrowing) are layer 2's job.
 struct RawConfig {
+  std::vector<FixedBlock> fixed_blocks;  // validated while parsed (all fields are local)
   std::optional<std::string> name;
   std::optional<std::string> description;
   std::optional<double> clock_mhz;
@@ -121,7 +122,7 @@ struct RawConfig {
   struct {
     bool present = false;
     std::optional<AdcKind> kind;
-    std::optional<uint64_t> bits, columns_per_adc;
+    std::optional<uint64_t> bits, columns_per_adc, conversion_cycles;
   } adc;
   struct {
     bool present = false;
@@ -255,7 +256,7 @@ RawConfig parse_raw(const json& j, const std::string& source) {
   RawConfig raw;
   const ObjectReader top(source, j, "",
                          {"name", "description", "clock_mhz", "array", "dac", "adc", "tile",
-                          "chip", "components"});
+                          "chip", "components", "fixed_blocks"});
   raw.name = top.string("name");
   raw.description = top.string("description");
   raw.clock_mhz = top.number("clock_mhz");
@@ -271,7 +272,7 @@ RawConfig parse_raw(const json& j, const std::string& source) {
     raw.dac.present = true;
     raw.dac.bits = s->uint("bits");
   }
-  if (auto s = section(source, top, "adc", {"kind", "bits", "columns_per_adc"})) {
+  if (auto s = section(source, top, "adc", {"kind", "bits", "columns_per_adc", "conversion_cycles"})) {
     raw.adc.present = true;
     if (auto kind = s->string("kind")) {
       const auto it = std::find_if(kAdcKinds.begin(), kAdcKinds.end(),
@@ -284,6 +285,33 @@ RawConfig parse_raw(const json& j, const std::string& source) {
     }
     raw.adc.bits = s->uint("bits");
     raw.adc.columns_per_adc = s->uint("columns_per_adc");
+    raw.adc.conversion_cycles = s->uint("conversion_cycles");
+  }
+  if (const auto it = j.find("fixed_blocks"); it != j.end()) {
+    if (!it->is_array()) fail(source, "/fixed_blocks", "must be an array of objects");
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      const std::string path = fmt::format("/fixed_blocks/{}", i);
+      if (!(*it)[i].is_object()) fail(source, path, "must be an object");
+      const ObjectReader b(source, (*it)[i], path,
+                           {"name", "per", "count", "power_mw", "area_um2", "source"});
+      FixedBlock block;
+      const auto name = b.string("name");
+      if (!name || name->empty()) fail(source, path + "/name", "missing (a non-empty string)");
+      block.name = *name;
+      const std::string per = b.string("per").value_or("tile");
+      if (per != "tile" && per != "chip")
+        fail(source, path + "/per", fmt::format("expected \"tile\" or \"chip\", got \"{}\"", per));
+      block.per_tile = per == "tile";
+      block.count = b.number("count").value_or(1.0);
+      block.power_mw = b.number("power_mw").value_or(0.0);
+      block.area_um2 = b.number("area_um2").value_or(0.0);
+      block.source = b.string("source").value_or("user config " + source);
+      for (const auto& [field, v] : {std::pair{"count", block.count}, {"power_mw", block.power_mw},
+                                      {"area_um2", block.area_um2}})
+        if (!std::isfinite(v) || v < 0)
+          fail(source, path + "/" + field, fmt::format("must be a finite number >= 0, got {}", v));
+      raw.fixed_blocks.push_back(std::move(block));
+    }
   }
   if (auto s = section(source, top, "tile",
                        {"arrays_per_tile", "input_buffer_bytes", "output_buffer_bytes",
@@ -416,6 +444,8 @@ ArchConfig validate(const RawConfig& raw, const std::string& source) {
     cfg.adc.columns_per_adc = v.integer<uint32_t>(raw.adc.columns_per_adc,
                                                   "/adc/columns_per_adc", cfg.array.cols, 1,
                                                   d::kMaxArrayDim);
+    cfg.adc.conversion_cycles = v.integer<uint32_t>(raw.adc.conversion_cycles, "/adc/conversion_cycles",
+                                                    0, 0, 1u << 20);
     if (cfg.array.cols % cfg.adc.columns_per_adc != 0) {
       fail(source, "/adc/columns_per_adc",
            fmt::format("must divide /array/cols = {} (columns are multiplexed evenly onto the "
@@ -514,6 +544,7 @@ ArchConfig validate(const RawConfig& raw, const std::string& source) {
       (!adc_raw.energy_pj || !adc_raw.area_um2)) {
     cfg.notes.push_back("ADC cost outside the published SAR table: " + defaults.adc.source);
   }
+  cfg.fixed_blocks = raw.fixed_blocks;
   return cfg;
 }
 
@@ -640,6 +671,10 @@ ArchConfig load_arch_config(const std::filesystem::path& file) {
 }
 
 json to_json(const ArchConfig& c) {
+  json blocks = json::array();
+  for (const auto& b : c.fixed_blocks)
+    blocks.push_back({{"name", b.name}, {"per", b.per_tile ? "tile" : "chip"}, {"count", b.count},
+                      {"power_mw", b.power_mw}, {"area_um2", b.area_um2}, {"source", b.source}});
   json comps = json::object();
   for (const auto& slot : kComponentSlots) {
     const ComponentCost& cost = c.components.*slot.member;
@@ -659,7 +694,8 @@ json to_json(const ArchConfig& c) {
       {"adc",
        {{"kind", std::string(to_string(c.adc.kind))},
         {"bits", c.adc.bits},
-        {"columns_per_adc", c.adc.columns_per_adc}}},
+        {"columns_per_adc", c.adc.columns_per_adc},
+        {"conversion_cycles", c.adc.conversion_cycles}}},
       {"tile",
        {{"arrays_per_tile", c.tile.arrays_per_tile},
         {"input_buffer_bytes", c.tile.input_buffer_bytes},
@@ -670,6 +706,7 @@ json to_json(const ArchConfig& c) {
         {"global_buffer_bytes", c.chip.global_buffer_bytes},
         {"buffer_bus_bits", c.chip.buffer_bus_bits}}},
       {"components", std::move(comps)},
+      {"fixed_blocks", std::move(blocks)},
   };
 }
 

@@ -55,6 +55,10 @@ struct AdcConfig {
   AdcKind kind = AdcKind::kSar;
   uint32_t bits = 0;             // maximum resolution of the (reconfigurable) ADC
   uint32_t columns_per_adc = 0;  // column multiplexing ratio; divides array.cols
+  // Clock cycles per conversion at every resolution, overriding the kind's rule (SAR: bits,
+  // flash: 1, ramp: 2^bits); 0 = use the rule. For ADCs clocked faster than the chip (ISAAC:
+  // a 1.28 GS/s SAR ADC converts one sample per cycle of a 1.28 GHz clock).
+  uint32_t conversion_cycles = 0;
   bool operator==(const AdcConfig&) const = default;
 };
 
@@ -86,6 +90,20 @@ struct ComponentLibrary {
   bool operator==(const ComponentLibrary&) const = default;
 };
 
+// A fixed-function block characterised by its power and area rather than by events (e.g.
+// ISAAC's router, eDRAM-to-IMA bus, HyperTransport links): counted `count` times per tile
+// or per chip (fractions allowed: a router shared by 4 tiles is 0.25 per tile). Its power is
+// drawn whenever its tile (or the chip) is powered, and counted in peak power.
+struct FixedBlock {
+  std::string name;
+  bool per_tile = true;  // JSON "per": "tile" | "chip"
+  double count = 1;
+  double power_mw = 0;
+  double area_um2 = 0;
+  std::string source;
+  bool operator==(const FixedBlock&) const = default;
+};
+
 struct ArchConfig {
   std::string name;
   std::string description;
@@ -97,6 +115,7 @@ struct ArchConfig {
   TileConfig tile;
   ChipConfig chip;
   ComponentLibrary components;
+  std::vector<FixedBlock> fixed_blocks;
   std::vector<std::string> notes;  // defaults applied, extrapolations made
   bool operator==(const ArchConfig&) const = default;
 };

@@ -28,6 +28,7 @@ uint32_t adc_conversion_cycles(const AdcConfig& adc, uint32_t bits) {
         "adc_conversion_cycles: resolution {} bits outside 1..{} (the ADC's maximum)", bits,
         std::min(adc.bits, d::kMaxAdcBits)));
   }
+  if (adc.conversion_cycles != 0) return adc.conversion_cycles;  // configured override
   switch (adc.kind) {
     case AdcKind::kSar: return bits;                 // one cycle per bit
     case AdcKind::kFlash: return 1;                  // all comparators at once
