@@ -4,11 +4,15 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "models/adc/adc.h"
 #include "models/crossbar/crossbar.h"
+#include "models/crossbar/nonideal.h"
 #include "models/crossbar/slicing.h"
 
 namespace imcsim::engine {
@@ -62,6 +66,22 @@ struct FunctionalEngine::ImcPlan {
   std::vector<int64_t> lut_value;
   std::vector<uint8_t> lut_saturated;
 
+  // Non-idealities (docs/SEMANTICS.md step 5); null / unused when none is active.
+  struct Nonideal {
+    std::unique_ptr<kernels::NonidealCrossbar> crossbar;  // cells with faults / variation
+    std::optional<kernels::TransferCurve> curve;
+    double noise_sigma = 0;
+    uint64_t noise_key = 0;  // H(seed, 1, node)
+    // Integer cells and no noise: value_fx and saturation of every partial sum in
+    // [lut_min, lut_min + lut_size) per parameter set, through the curve and the analog ADC.
+    bool use_lut = false;
+    int64_t lut_min = 0;
+    size_t lut_size = 0;
+    std::vector<int64_t> lut_value;
+    std::vector<uint8_t> lut_saturated;
+  };
+  std::unique_ptr<Nonideal> nonideal;
+
   ImcPlan(const ImcLayer& l, kernels::ProgrammedCrossbar xbar) : layer(&l), crossbar(std::move(xbar)) {}
 
   bool saturated(uint64_t set, int64_t p) const {
@@ -69,7 +89,10 @@ struct FunctionalEngine::ImcPlan {
   }
 };
 
-FunctionalEngine::FunctionalEngine(const Graph& graph) : graph_(graph) {
+FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSpec& nonideal, uint64_t seed)
+    : graph_(graph), nonideal_(nonideal), seed_(seed) {
+  if (const std::string problem = kernels::validate_nonideal_spec(nonideal); !problem.empty())
+    throw std::invalid_argument("non-idealities: " + problem);
   if (graph.shape_only)
     throw std::invalid_argument(graph.source_file + ": a shape_only graph has no weights: it can only be "
                                 "timed (imcsim run --timing-only), not run on data");
@@ -162,11 +185,48 @@ FunctionalEngine::FunctionalEngine(const Graph& graph) : graph_(graph) {
           plan->lut_saturated[set * plan->lut_size + e] = plan->saturated(set, p) ? 1 : 0;
         }
     }
+    if (nonideal.active()) {
+      auto ni = std::make_unique<ImcPlan::Nonideal>();
+      ni->crossbar = std::make_unique<kernels::NonidealCrossbar>(plan->crossbar, l->weights, l->weight_bits,
+                                                                 l->cell_bits, l->encoding, nonideal, seed, i);
+      if (nonideal.transfer()) ni->curve.emplace(nonideal.transfer_curve);
+      ni->noise_sigma = nonideal.adc_noise_sigma_lsb;
+      ni->noise_key = kernels::rng_key({seed, kernels::kStreamAdcNoise, i});
+      const int64_t pbound = ni->crossbar->psum_bound(static_cast<uint32_t>((1u << gbits) - 1));
+      if (ni->crossbar->integer_cells() ? pbound >= INT32_MAX : pbound >= (int64_t{1} << 52))
+        throw std::invalid_argument(fmt::format("node '{}': partial sums up to {} with stuck-at faults exceed the "
+                                                "kernel's range", node.name, pbound));
+      if (ni->crossbar->integer_cells() && !nonideal.noise()) {
+        const int64_t lo = negative_cells ? -pbound : 0;
+        const size_t size = static_cast<size_t>(pbound - lo + 1);
+        if (size * sets <= kMaxLutEntries) {
+          ni->use_lut = true;
+          ni->lut_min = lo;
+          ni->lut_size = size;
+          ni->lut_value.resize(size * sets);
+          ni->lut_saturated.resize(size * sets);
+          for (uint64_t set = 0; set < sets; ++set)
+            for (size_t e = 0; e < size; ++e) {
+              int64_t a = (lo + static_cast<int64_t>(e)) * (int64_t{1} << kernels::kAnalogFracBits);
+              if (ni->curve) a = ni->curve->apply(a);
+              const auto r = kernels::adc_convert_analog(l->adc, set, a);
+              ni->lut_value[set * size + e] = r.value_fx;
+              ni->lut_saturated[set * size + e] = r.saturated ? 1 : 0;
+            }
+        }
+      }
+      plan->nonideal = std::move(ni);
+    }
     plans_[i] = std::move(plan);
   }
 }
 
 FunctionalEngine::~FunctionalEngine() = default;
+
+const kernels::NonidealCrossbar* FunctionalEngine::nonideal_crossbar(size_t node_index) const {
+  const ImcPlan* p = plans_.at(node_index).get();
+  return p && p->nonideal ? p->nonideal->crossbar.get() : nullptr;
+}
 
 FunctionalEngine::ImcShape FunctionalEngine::imc_shape(size_t node_index) const {
   const ImcPlan* p = plans_.at(node_index).get();
@@ -280,6 +340,131 @@ void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const No
   }
 }
 
+// run_imc with analog non-idealities (docs/SEMANTICS.md step 5): the same lowering, groups and
+// shift-add; the cells are the programmed (faulty / varied) ones, and each ADC converts the
+// analog value a_fx = clamp(curve(x_fx) + noise_fx) (units 2^-16 LSB).
+void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan, const Node& node,
+                      std::span<const int32_t> in, std::vector<int32_t>& out_codes, std::vector<double>& out_values,
+                      ImcNodeCounters* counters, NodeTrace* trace, PsumObserver* observer, size_t node_index,
+                      uint64_t image_index) {
+  const ImcLayer& l = *plan.layer;
+  const auto& ni = *plan.nonideal;
+  const kernels::NonidealCrossbar& xbar = *ni.crossbar;
+  const uint32_t K = shape.rows_k, N = shape.cols_n, S = shape.slices, T = shape.groups, G = shape.tiles;
+  const auto& adc = l.adc;
+  const bool float_out = node.output_quant.is_float();
+  const bool integer = xbar.integer_cells(), noise = ni.noise_sigma > 0;
+  const kernels::TransferCurve* curve = ni.curve ? &*ni.curve : nullptr;
+  if (float_out) out_values.assign(size_t{N} * plan.positions, 0.0);
+  else out_codes.assign(size_t{N} * plan.positions, 0);
+
+  std::vector<int32_t> xs(K);
+  std::vector<uint16_t> u(size_t{T} * K);
+  std::vector<int32_t> psum(integer ? size_t{S} * N : 0);
+  std::vector<int64_t> psum_fx(integer ? 0 : size_t{S} * N);
+  std::vector<int64_t> acc(N);
+  std::vector<int64_t> trace_psums, trace_codes;  // [G][S][T][N] of one position (trace only)
+  if (trace) {
+    trace_psums.resize(size_t{G} * S * T * N);
+    trace_codes.resize(trace_psums.size());
+  }
+  uint64_t row_drives = 0, saturations = 0;
+  int64_t pmin = INT64_MAX, pmax = INT64_MIN;
+  const uint64_t image_key = kernels::rng_extend(ni.noise_key, image_index);
+
+  for (uint32_t pos = 0; pos < plan.positions; ++pos) {
+    const int32_t* gather = plan.gather.data() + size_t{pos} * K;
+    int64_t xsum = 0;
+    for (uint32_t k = 0; k < K; ++k) {
+      const int32_t x = gather[k] < 0 ? plan.input_zero_point : in[static_cast<size_t>(gather[k])];
+      xs[k] = x - static_cast<int32_t>(l.ashift_offset);
+      xsum += xs[k];
+    }
+    for (uint32_t t = 0; t < T; ++t)
+      for (uint32_t k = 0; k < K; ++k)
+        u[size_t{t} * K + k] = static_cast<uint16_t>(kernels::group_value(xs[k], plan.input_bits, plan.groups[t]));
+    std::fill(acc.begin(), acc.end(), 0);
+    const uint64_t pos_key = kernels::rng_extend(image_key, pos);
+    for (uint32_t g = 0; g < G; ++g) {
+      const auto& tile = plan.crossbar.tiles()[g];
+      const uint64_t tile_key = kernels::rng_extend(pos_key, g);
+      for (uint32_t t = 0; t < T; ++t) {
+        const uint16_t* ut = u.data() + size_t{t} * K;
+        if (counters)
+          for (uint32_t k = tile.row_begin; k < tile.row_end; ++k) row_drives += ut[k] != 0;
+        if (integer) xbar.partial_sums(g, std::span<const uint16_t>(ut, K), psum);
+        else xbar.partial_sums_fx(g, std::span<const uint16_t>(ut, K), psum_fx);
+        for (uint32_t s = 0; s < S; ++s) {
+          const int64_t w = plan.shift_weight[size_t{s} * T + t];
+          const uint64_t conv_key = noise ? kernels::rng_extend(kernels::rng_extend(tile_key, s), t) : 0;
+          for (uint32_t n = 0; n < N; ++n) {
+            const uint64_t set = adc.set_index(g, s, n, S, N);
+            const size_t i = size_t{s} * N + n;
+            int64_t value, a, code = 0;
+            if (ni.use_lut) {
+              const int64_t p = psum[i];
+              const size_t idx = set * ni.lut_size + static_cast<size_t>(p - ni.lut_min);
+              value = ni.lut_value[idx];
+              saturations += ni.lut_saturated[idx];
+              a = p * (int64_t{1} << kernels::kAnalogFracBits);
+              if (curve) a = curve->apply(a);
+              if (trace) code = kernels::adc_convert_analog(adc, set, a).code;
+            } else {
+              a = integer ? int64_t{psum[i]} * (int64_t{1} << kernels::kAnalogFracBits) : psum_fx[i];
+              if (curve) a = curve->apply(a);
+              if (noise)
+                a = kernels::clamp_analog(a + kernels::noise_fx(ni.noise_sigma, kernels::gaussian_sample(conv_key, n)));
+              const auto r = kernels::adc_convert_analog(adc, set, a);
+              value = r.value_fx;
+              code = r.code;
+              saturations += r.saturated;
+            }
+            acc[n] += w * value;
+            if (observer || counters) {
+              const int64_t p_floor = a >> kernels::kAnalogFracBits;
+              if (observer) observer->observe(node_index, set, p_floor);
+              pmin = std::min(pmin, p_floor);
+              pmax = std::max(pmax, p_floor);
+            }
+            if (trace) {
+              const size_t ti = ((size_t{g} * S + s) * T + t) * N + n;
+              trace_psums[ti] = a;
+              trace_codes[ti] = code;
+            }
+          }
+        }
+      }
+    }
+    for (uint32_t n = 0; n < N; ++n) {
+      acc[n] += plan.column_correction_fx[n] - plan.offset_correction_fx * xsum;
+      const double y = relu_if(static_cast<double>(acc[n]) * plan.multiplier[n] + l.bias[n], l.activation);
+      const size_t o = size_t{n} * plan.positions + pos;
+      if (float_out) out_values[o] = y;
+      else
+        out_codes[o] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
+                                           node.output_quant.bits);
+    }
+    if (trace) {
+      for (int64_t v : trace_psums) trace->psum.add(v);
+      for (int64_t v : trace_codes) trace->adc_code.add(v);
+      for (int64_t v : acc) trace->acc.add(v);
+      if (pos == 0) {
+        trace->psums_position0 = trace_psums;
+        trace->adc_codes_position0 = trace_codes;
+        trace->acc_position0 = acc;
+      }
+    }
+  }
+  if (counters) {
+    counters->images += 1;
+    counters->row_drives += row_drives;
+    counters->adc_conversions += uint64_t{plan.positions} * G * S * T * N;
+    counters->adc_saturations += saturations;
+    counters->psum_min = std::min(counters->psum_min, pmin);
+    counters->psum_max = std::max(counters->psum_max, pmax);
+  }
+}
+
 // Requantises a real value to a node's output (codes), or stores it if the output is float.
 void emit(const Node& node, size_t index, double y, std::vector<int32_t>& codes, std::vector<double>& values) {
   if (node.output_quant.is_float()) values[index] = y;
@@ -290,7 +475,8 @@ void emit(const Node& node, size_t index, double y, std::vector<int32_t>& codes,
 }  // namespace
 
 InferenceResult FunctionalEngine::infer(std::span<const int32_t> input_codes, EngineCounters* counters,
-                                        std::vector<NodeTrace>* traces, PsumObserver* observer) const {
+                                        std::vector<NodeTrace>* traces, PsumObserver* observer,
+                                        uint64_t image_index) const {
   const size_t n_nodes = graph_.nodes.size();
   InferenceResult result;
   result.node_codes.resize(n_nodes);
@@ -312,7 +498,11 @@ InferenceResult FunctionalEngine::infer(std::span<const int32_t> input_codes, En
     values.assign(node.output_quant.is_float() ? out_elems : 0, 0.0);
     if (!node.output_quant.is_float()) out.assign(out_elems, 0);
 
-    if (plans_[i]) {
+    if (plans_[i] && plans_[i]->nonideal) {
+      run_imc_nonideal(imc_shape(i), *plans_[i], node, in, out, values,
+                       counters ? &counters->per_node[i] : nullptr, traces ? &(*traces)[i] : nullptr, observer, i,
+                       image_index);
+    } else if (plans_[i]) {
       run_imc(imc_shape(i), *plans_[i], node, in, out, values, counters ? &counters->per_node[i] : nullptr,
               traces ? &(*traces)[i] : nullptr, observer, i);
     } else if (const auto* mp = std::get_if<graph::MaxPool>(&node.op)) {
@@ -413,7 +603,7 @@ DatasetResult run_dataset(const FunctionalEngine& engine, std::span<const uint8_
       std::vector<int32_t> codes(image_elems);
       for (uint64_t i; (i = next.fetch_add(1)) < count;) {
         pixels_to_codes(engine.graph().input, images.subspan(i * image_elems, image_elems), codes);
-        result.predictions[i] = engine.infer(codes, &counters[w]).predicted_class;
+        result.predictions[i] = engine.infer(codes, &counters[w], nullptr, nullptr, i).predicted_class;
         done.fetch_add(1, std::memory_order_relaxed);
       }
     });

@@ -9,13 +9,15 @@
 #include <span>
 #include <vector>
 
+#include "models/crossbar/nonideal.h"
 #include "models/digital/requant.h"
 #include "sim/graph/graph.h"
 
 namespace imcsim::engine {
 
 // Integer tensors of one IMC node for one image, for golden comparison (docs/SEMANTICS.md
-// "Golden digests"). Filled only when requested: it is slow.
+// "Golden digests"). Filled only when requested: it is slow. With non-idealities active, the
+// partial sums are the analog ADC inputs a_fx (units 2^-16 LSB, SEMANTICS.md step 5).
 struct NodeTrace {
   kernels::Digest psum, adc_code, acc;
   std::vector<int64_t> psums_position0, adc_codes_position0, acc_position0;
@@ -27,7 +29,8 @@ class PsumObserver {
  public:
   virtual ~PsumObserver() = default;
   // node: node index; set: the ADC parameter-set index of (tile, slice, column) under the
-  // layer's granularity; p: the partial sum.
+  // layer's granularity; p: the partial sum (with non-idealities active: the analog ADC input
+  // rounded down to an integer, floor(a_fx * 2^-16)).
   virtual void observe(size_t node, uint64_t set, int64_t p) = 0;
 };
 
@@ -44,7 +47,8 @@ struct ImcNodeCounters {
   uint64_t row_drives = 0;        // (position, tile, group, row) with a non-zero DAC value
   uint64_t adc_conversions = 0;   // (position, tile, slice, group, column)
   uint64_t adc_saturations = 0;   // conversions whose code was clipped at qmin / qmax
-  int64_t psum_min = INT64_MAX, psum_max = INT64_MIN;  // observed partial-sum range
+  int64_t psum_min = INT64_MAX, psum_max = INT64_MIN;  // observed partial-sum range (non-ideal:
+                                                       // of floor(ADC input))
   void merge(const ImcNodeCounters& o);
 };
 
@@ -55,18 +59,27 @@ struct EngineCounters {
 
 class FunctionalEngine {
  public:
-  explicit FunctionalEngine(const graph::Graph& graph);
+  // `nonideal` (off by default) and `seed` select the analog non-idealities and the programmed
+  // chip (docs/SEMANTICS.md step 5); with none active the engine is the ideal one.
+  explicit FunctionalEngine(const graph::Graph& graph, const kernels::NonidealSpec& nonideal = {},
+                            uint64_t seed = 0);
   ~FunctionalEngine();
   FunctionalEngine(const FunctionalEngine&) = delete;
   FunctionalEngine& operator=(const FunctionalEngine&) = delete;
 
   const graph::Graph& graph() const { return graph_; }
+  const kernels::NonidealSpec& nonideal() const { return nonideal_; }
+  uint64_t seed() const { return seed_; }
 
   // Runs one image of input codes (C*H*W values). `counters` (sized by the engine if empty) and
-  // `traces` (one per node) are optional.
+  // `traces` (one per node) are optional. `image_index` (the dataset index) keys the ADC noise.
   InferenceResult infer(std::span<const int32_t> input_codes, EngineCounters* counters = nullptr,
                         std::vector<NodeTrace>* traces = nullptr,
-                        PsumObserver* observer = nullptr) const;
+                        PsumObserver* observer = nullptr, uint64_t image_index = 0) const;
+
+  // The programmed cells of an IMC node under stuck-at faults / variation (null if the node is
+  // not an IMC layer or no non-ideality is active).
+  const kernels::NonidealCrossbar* nonideal_crossbar(size_t node_index) const;
 
   // Number of output positions P, row tiles G, slices S, input groups T of an IMC node.
   struct ImcShape {
@@ -77,6 +90,8 @@ class FunctionalEngine {
  private:
   struct ImcPlan;
   const graph::Graph& graph_;
+  kernels::NonidealSpec nonideal_;
+  uint64_t seed_ = 0;
   std::vector<std::unique_ptr<ImcPlan>> plans_;  // per node; null for non-IMC nodes
 };
 
@@ -85,7 +100,7 @@ void pixels_to_codes(const graph::InputSpec& spec, std::span<const uint8_t> pixe
                      std::span<int32_t> codes);
 
 // Accuracy over a dataset, images split over `threads` workers (0 = all cores). progress(done, total) is
-// called from the calling thread about every 100 ms.
+// called from the calling thread about every 100 ms. Image i is inferred with image_index i.
 struct DatasetResult {
   uint64_t images = 0, correct = 0;
   std::vector<uint32_t> predictions;
