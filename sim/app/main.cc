@@ -13,6 +13,7 @@
 
 #include "sim/config/arch_config.h"
 #include "sim/cost/analytical.h"
+#include "sim/cost/peak.h"
 #include "sim/data/idx_dataset.h"
 #include "sim/engine/functional_engine.h"
 #include "sim/graph/graph_loader.h"
@@ -44,6 +45,7 @@ const char* kTopUsage =
     "            latency, energy and area (JSON + text)\n"
     "  inspect   print a graph's layers and its mapping onto an architecture\n"
     "  validate  check a graph and/or an architecture config, report the first problem\n"
+    "  peak      an architecture's peak power, area, throughput and efficiency (per tile, chip)\n"
     "\n"
     "Run 'imcsim <command> --help' for the options of a command.\n";
 
@@ -252,6 +254,43 @@ int cmd_inspect(const std::vector<std::string>& args) {
   return 0;
 }
 
+int cmd_peak(const std::vector<std::string>& args) {
+  po::options_description desc("peak options");
+  desc.add_options()("help,h", "show this help")
+      ("arch,a", po::value<std::string>()->default_value(kDefaultArch), "architecture config (JSON)")
+      ("weight-bits", po::value<uint32_t>()->default_value(16), "weight precision an operation counts at")
+      ("input-bits", po::value<uint32_t>()->default_value(16), "input precision an operation counts at")
+      ("json", "print JSON instead of a table");
+  const auto vm = parse("peak", desc, args);
+  if (wants_help(vm, "peak", desc, "Every array busy every step: power and area per tile and per chip by component,\n"
+                                   "peak GOPS, GOPS/W and GOPS/(s*mm2) (docs/cost_model.md, \"Peak\")."))
+    return 0;
+  const auto arch = config::load_arch_config(vm["arch"].as<std::string>());
+  cost::PeakOptions options{vm["weight-bits"].as<uint32_t>(), vm["input-bits"].as<uint32_t>()};
+  if (options.weight_bits == 0 || options.input_bits == 0 || options.weight_bits > 64 || options.input_bits > 64)
+    throw UsageError("imcsim peak: --weight-bits and --input-bits must be in 1..64");
+  const auto r = cost::peak_characteristics(arch, options);
+  const auto j = report::peak_json(r, options);
+  if (vm.count("json")) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  fmt::print("{} ({}): step {} cycles = {:.1f} ns\n", arch.name, vm["arch"].as<std::string>(), r.step_cycles, r.step_ns);
+  fmt::print("{:<22} {:>12} {:>14}\n", "per tile", "power mW", "area mm2");
+  for (size_t k = 0; k < cost::kComponentCount; ++k)
+    if (r.tile_power_mw_by_component[k] > 0 || r.tile_area_um2_by_component[k] > 0)
+      fmt::print("{:<22} {:>12.3f} {:>14.6f}\n", cost::component_name(static_cast<cost::Component>(k)),
+                 r.tile_power_mw_by_component[k], r.tile_area_um2_by_component[k] * 1e-6);
+  for (size_t k = 0; k < r.tile_fixed_power_mw.size(); ++k)
+    fmt::print("{:<22} {:>12.3f} {:>14.6f}\n", r.tile_fixed_power_mw[k].name, r.tile_fixed_power_mw[k].value,
+               r.tile_fixed_area_um2[k].value * 1e-6);
+  fmt::print("{:<22} {:>12.3f} {:>14.6f}\n", "tile total", r.tile_power_mw, r.tile_area_um2 * 1e-6);
+  fmt::print("chip: {} tiles, {:.2f} W, {:.2f} mm2\n", arch.chip.tiles, r.chip_power_w, r.chip_area_mm2);
+  fmt::print("peak at {}-bit weights x {}-bit inputs: {:.1f} GOPS, {:.1f} GOPS/W, {:.2f} GOPS/(s*mm2)\n",
+             options.weight_bits, options.input_bits, r.peak_gops, r.gops_per_w, r.gops_per_mm2);
+  return 0;
+}
+
 int cmd_validate(const std::vector<std::string>& args) {
   po::options_description desc("validate options");
   desc.add_options()("help,h", "show this help")
@@ -303,7 +342,8 @@ int main(int argc, char** argv) {
     if (command == "run") return cmd_run(args, command_line);
     if (command == "inspect") return cmd_inspect(args);
     if (command == "validate") return cmd_validate(args);
-    throw UsageError(fmt::format("imcsim: unknown command '{}' (expected run, inspect or validate)", command));
+    if (command == "peak") return cmd_peak(args);
+    throw UsageError(fmt::format("imcsim: unknown command '{}' (expected run, inspect, validate or peak)", command));
   } catch (const UsageError& e) {
     std::cerr << e.what() << "\n";
     return 2;

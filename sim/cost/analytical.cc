@@ -18,6 +18,7 @@ const char* component_name(Component c) {
     case Component::kOutputBuffer: return "output_buffer";
     case Component::kGlobalBuffer: return "global_buffer";
     case Component::kDigital: return "digital";
+    case Component::kFixedBlocks: return "fixed_blocks";
     case Component::kCount: break;
   }
   return "?";
@@ -105,7 +106,6 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
     for (size_t k = 0; k < kComponentCount; ++k) r.energy_pj_per_image_by_component[k] += nc.energy_pj[k];
     r.nodes.push_back(std::move(nc));
   }
-  r.energy_pj_per_image = sum(r.energy_pj_per_image_by_component);
 
   // Area: instances x area per instance.
   const double arrays = double(arch.chip.tiles) * arch.tile.arrays_per_tile;
@@ -119,12 +119,18 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
   at(a, Component::kOutputBuffer) = double(arch.chip.tiles) * double(arch.tile.output_buffer_bytes) * comp.output_buffer.area_um2;
   at(a, Component::kGlobalBuffer) = double(arch.chip.global_buffer_bytes) * comp.global_buffer.area_um2;
   at(a, Component::kDigital) = double(arch.chip.tiles) * comp.digital_op.area_um2;  // one ALU per tile
+  for (const auto& b : arch.fixed_blocks) {
+    const double instances = b.per_tile ? b.count * arch.chip.tiles : b.count;
+    at(a, Component::kFixedBlocks) += instances * b.area_um2;
+    r.static_power_mw += (b.per_tile ? b.count * mapping.tiles_used : b.count) * b.power_mw;
+  }
   r.chip_area_um2_total = sum(a);
-  const double tile_area = (r.chip_area_um2_total - at(a, Component::kGlobalBuffer)) / arch.chip.tiles;
-  r.used_area_um2 = tile_area * mapping.tiles_used + at(a, Component::kGlobalBuffer);
+  double chip_level_area = at(a, Component::kGlobalBuffer);
+  for (const auto& b : arch.fixed_blocks)
+    if (!b.per_tile) chip_level_area += b.count * b.area_um2;
+  const double tile_area = (r.chip_area_um2_total - chip_level_area) / arch.chip.tiles;
+  r.used_area_um2 = tile_area * mapping.tiles_used + chip_level_area;
 
-  const double energy_j = r.energy_pj_per_image * 1e-12;
-  r.tops_per_watt = energy_j > 0 ? 2.0 * r.macs_per_image / energy_j * 1e-12 : 0;
   set_latency(r, r.cycles_per_image, arch.clock_mhz);
   return r;
 }
@@ -132,6 +138,12 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
 void set_latency(CostReport& r, uint64_t cycles_per_image, double clock_mhz) {
   r.cycles_per_image = cycles_per_image;
   r.latency_ns_per_image = double(cycles_per_image) * 1000.0 / clock_mhz;
+  // mW x ns = pJ: the fixed blocks draw their power for the whole latency.
+  r.energy_pj_per_image_by_component[static_cast<size_t>(Component::kFixedBlocks)] =
+      r.static_power_mw * r.latency_ns_per_image;
+  r.energy_pj_per_image = sum(r.energy_pj_per_image_by_component);
+  const double energy_j = r.energy_pj_per_image * 1e-12;
+  r.tops_per_watt = energy_j > 0 ? 2.0 * r.macs_per_image / energy_j * 1e-12 : 0;
   const double latency_s = r.latency_ns_per_image * 1e-9;
   r.tops = latency_s > 0 ? 2.0 * r.macs_per_image / latency_s * 1e-12 : 0;
   r.tops_per_mm2 = r.chip_area_um2_total > 0 ? r.tops / (r.chip_area_um2_total * 1e-6) : 0;

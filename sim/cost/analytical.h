@@ -19,7 +19,7 @@ namespace imcsim::cost {
 // Component classes, in report order.
 enum class Component {
   kAdc, kDac, kCrossbar, kSampleHold, kShiftAdd, kInputBuffer, kOutputBuffer, kGlobalBuffer,
-  kDigital, kCount
+  kDigital, kFixedBlocks, kCount
 };
 inline constexpr size_t kComponentCount = static_cast<size_t>(Component::kCount);
 const char* component_name(Component c);
@@ -62,6 +62,7 @@ struct CostReport {
   PerComponent chip_area_um2{};        // all configured tiles
   double chip_area_um2_total = 0;
   double used_area_um2 = 0;            // tiles the mapping occupies (+ global buffer)
+  double static_power_mw = 0;          // fixed blocks of the used tiles + chip-level blocks
   double tops = 0;                     // 2 x MACs / latency
   double tops_per_watt = 0;
   double tops_per_mm2 = 0;             // over the chip area
@@ -71,8 +72,8 @@ struct CostReport {
 // scaled by the default cost model's ratio between `bits` and adc.bits (a reconfigurable ADC).
 double adc_energy_pj_at(const config::ArchConfig& arch, uint32_t bits);
 
-// Replaces the report's latency (e.g. by the cycle-accurate model's) and the figures derived
-// from it (TOPS, TOPS/mm2).
+// Sets the report's latency (e.g. the cycle-accurate model's) and what derives from it: the
+// fixed blocks' energy (static power x latency), total energy, TOPS, TOPS/W, TOPS/mm2.
 void set_latency(CostReport& report, uint64_t cycles_per_image, double clock_mhz);
 
 CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& mapping,

@@ -199,6 +199,25 @@ json build_report(const RunInfo& info, const graph::Graph& g, const config::Arch
   return j;
 }
 
+json peak_json(const cost::PeakReport& r, const cost::PeakOptions& options) {
+  auto named = [](const std::vector<cost::NamedFigure>& v) {
+    json j = json::object();
+    for (const auto& f : v) j[f.name] = f.value;
+    return j;
+  };
+  return {{"step_cycles", r.step_cycles}, {"step_ns", r.step_ns},
+          {"tile", {{"power_mw", r.tile_power_mw}, {"area_mm2", r.tile_area_um2 * 1e-6},
+                    {"power_mw_by_component", per_component(r.tile_power_mw_by_component)},
+                    {"area_mm2_by_component", per_component(r.tile_area_um2_by_component, 1e-6)},
+                    {"fixed_blocks_power_mw", named(r.tile_fixed_power_mw)},
+                    {"fixed_blocks_area_um2", named(r.tile_fixed_area_um2)}}},
+          {"chip", {{"power_w", r.chip_power_w}, {"area_mm2", r.chip_area_mm2},
+                    {"fixed_blocks_power_mw", named(r.chip_fixed_power_mw)},
+                    {"fixed_blocks_area_um2", named(r.chip_fixed_area_um2)}}},
+          {"operation_precision", {{"weight_bits", options.weight_bits}, {"input_bits", options.input_bits}}},
+          {"peak_gops", r.peak_gops}, {"gops_per_w", r.gops_per_w}, {"gops_per_mm2", r.gops_per_mm2}};
+}
+
 std::string text_summary(const json& r) {
   std::string s;
   const auto& a = r["accuracy"];

@@ -8,6 +8,7 @@
 
 #include "sim/config/arch_config.h"
 #include "sim/cost/analytical.h"
+#include "sim/cost/peak.h"
 #include "sim/engine/functional_engine.h"
 #include "sim/graph/graph.h"
 #include "sim/mapping/mapping.h"
@@ -28,6 +29,9 @@ nlohmann::json build_report(const RunInfo& info, const graph::Graph& graph,
                             const config::ArchConfig& arch, const mapping::Mapping& mapping,
                             const engine::DatasetResult& dataset, const cost::CostReport& cost,
                             const timing::SystemcTimingResult* systemc = nullptr);
+
+// Peak characteristics (imcsim peak --json; results/isaac_validation).
+nlohmann::json peak_json(const cost::PeakReport& peak, const cost::PeakOptions& options);
 
 // A few lines for the terminal: accuracy, latency, energy, area, efficiency.
 std::string text_summary(const nlohmann::json& report);
