@@ -107,6 +107,8 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
        "latency model: systemc (cycle-accurate, event-driven) or analytical (closed form)")
       ("execution", po::value<std::string>()->default_value("layer"),
        "layer (one node at a time) or pipelined (ISAAC-style: nodes on their own tiles, images stream)")
+      ("replication", po::value<std::string>()->default_value("none"),
+       "none, or auto: replicate the slowest layers' weights into free tiles (pipelined execution)")
       ("stream-images", po::value<uint64_t>()->default_value(1),
        "images streamed back to back through the SystemC timing model")
       ("trace", po::value<std::string>(), "write a VCD waveform of the SystemC model to this file")
@@ -154,7 +156,15 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
   const std::string arch_file = vm["arch"].as<std::string>();
   const graph::Graph graph = graph::load_graph(graph_file);
   const config::ArchConfig arch = config::load_arch_config(arch_file);
-  const mapping::Mapping mapping = mapping::map_graph(graph, mapping::ArrayGeometry::from(arch));
+  mapping::Mapping mapping = mapping::map_graph(graph, mapping::ArrayGeometry::from(arch));
+  const std::string replication = vm["replication"].as<std::string>();
+  if (replication == "auto") {
+    if (timing_options.execution != timing::Execution::kPipelined)
+      throw UsageError("imcsim run: --replication auto balances a pipeline: use it with --execution pipelined");
+    mapping = mapping::replicate_for_pipeline(graph, std::move(mapping), arch);
+  } else if (replication != "none") {
+    throw UsageError(fmt::format("imcsim run: --replication must be none or auto, got '{}'", replication));
+  }
 
   const bool timing_only = vm.count("timing-only") > 0;
   if (graph.shape_only && !timing_only)

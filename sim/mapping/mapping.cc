@@ -6,6 +6,7 @@
 
 #include "models/crossbar/crossbar.h"
 #include "models/crossbar/slicing.h"
+#include "sim/mapping/schedule.h"
 
 namespace imcsim::mapping {
 
@@ -86,6 +87,43 @@ Mapping map_graph(const graph::Graph& graph, const ArrayGeometry& geo) {
   }
   if (m.arrays_used)
     m.utilisation = double(cells) / (double(m.arrays_used) * geo.rows * geo.cols);
+  return m;
+}
+
+Mapping replicate_for_pipeline(const graph::Graph& graph, Mapping m, const config::ArchConfig& arch) {
+  auto relayout = [&](Mapping& mm) {  // recompute tiles and first tiles after a change
+    mm.tiles_used = 0;
+    mm.arrays_used = 0;
+    for (auto& l : mm.layers) {
+      l.arrays = l.row_tiles * l.col_tiles * l.replication;
+      l.tiles = ceil_div(l.arrays, mm.geometry.arrays_per_tile);
+      l.first_tile = mm.tiles_used;
+      mm.tiles_used += l.tiles;
+      mm.arrays_used += l.arrays;
+    }
+    uint64_t cells = 0;
+    for (auto& l : mm.layers) {
+      const double capacity = double(l.arrays) * mm.geometry.rows * mm.geometry.cols;
+      l.utilisation = double(l.cells_used) * l.replication / capacity;
+      cells += l.cells_used * l.replication;
+    }
+    mm.utilisation = double(cells) / (double(mm.arrays_used) * mm.geometry.rows * mm.geometry.cols);
+  };
+  while (true) {
+    const auto schedule = build_schedule(graph, m, arch);
+    size_t slowest = 0;
+    for (size_t i = 1; i < schedule.size(); ++i)
+      if (schedule[i].analytical_cycles() > schedule[slowest].analytical_cycles()) slowest = i;
+    if (!schedule[slowest].is_imc) break;
+    auto it = std::find_if(m.layers.begin(), m.layers.end(),
+                           [&](const LayerMapping& l) { return l.node_index == slowest; });
+    if (it == m.layers.end() || it->replication >= it->positions) break;
+    Mapping trial = m;
+    trial.layers[static_cast<size_t>(it - m.layers.begin())].replication += 1;
+    relayout(trial);
+    if (trial.tiles_used > trial.geometry.tiles) break;
+    m = std::move(trial);
+  }
   return m;
 }
 

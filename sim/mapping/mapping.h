@@ -38,7 +38,8 @@ struct LayerMapping {
   uint32_t max_rows_per_tile = 0;
   uint32_t weight_cols_per_array = 0;
   uint32_t col_tiles = 0;
-  uint32_t arrays = 0;                      // G x col_tiles
+  uint32_t arrays = 0;                      // G x col_tiles x replication
+  uint32_t replication = 1;                 // copies of the weights, each taking 1/r of the positions
   uint32_t tiles = 0;                       // chip tiles this layer occupies
   uint32_t first_tile = 0;
   uint32_t max_used_cols_per_array = 0;     // physical columns used on the fullest array
@@ -54,6 +55,12 @@ struct Mapping {
   uint32_t arrays_used = 0;
   double utilisation = 0;            // over the arrays used
 };
+
+// Inter-layer pipelining: replicates the weights of the slowest IMC layer (by the closed-form
+// cycles of build_schedule) one copy at a time while the chip has tiles for the copy, the
+// slowest node is an IMC layer and its copies do not exceed its positions. Copies split the
+// layer's positions (each takes ceil(P / r)). Returns the mapping with replication set.
+Mapping replicate_for_pipeline(const graph::Graph& graph, Mapping mapping, const config::ArchConfig& arch);
 
 // Maps every IMC layer; checks that the architecture can run the graph as trained (array rows
 // >= the layer's trained rows, equal cell and DAC bits, ADC bits >= the layer's) and that the

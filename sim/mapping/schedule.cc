@@ -32,7 +32,7 @@ std::vector<NodeSchedule> build_schedule(const graph::Graph& graph, const Mappin
       s.arrays = lm.arrays;
       s.adc_conversion_cycles = config::adc_conversion_cycles(arch.adc, lm.adc_bits);
       timing::LayerTimingParams& p = s.imc;
-      p.positions = lm.positions;
+      p.positions = timing::ceil_div(lm.positions, lm.replication);  // copies split the positions
       p.groups = lm.input_groups;
       p.read_cycles = arch.array.read_cycles;
       p.convert_cycles = timing::adc_bank_cycles(uint64_t{lm.weight_cols_per_array} * lm.slices,

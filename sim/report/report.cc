@@ -70,7 +70,8 @@ json mapping_json(const mapping::Mapping& m) {
                       {"physical_cols_per_weight_col", l.physical_cols_per_weight_col},
                       {"row_tiles", l.row_tiles}, {"max_rows_per_tile", l.max_rows_per_tile},
                       {"weight_cols_per_array", l.weight_cols_per_array},
-                      {"col_tiles", l.col_tiles}, {"arrays", l.arrays}, {"tiles", l.tiles},
+                      {"col_tiles", l.col_tiles}, {"replication", l.replication}, {"arrays", l.arrays},
+                      {"tiles", l.tiles},
                       {"first_tile", l.first_tile}, {"adc_bits", l.adc_bits},
                       {"cells_used", l.cells_used}, {"utilisation", l.utilisation}});
   return {{"array_rows", m.geometry.rows}, {"array_cols", m.geometry.cols},
