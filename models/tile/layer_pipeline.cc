@@ -102,6 +102,19 @@ void LayerPipeline::controller() {
   finished_ = true;
 }
 
+void LayerPipeline::bus_transfer(uint64_t transfer_cycles, uint64_t& stall, uint64_t& busy, std::string& state) {
+  const uint64_t t0 = now_cycles();
+  wait_until([&] { return !bus_busy_; }, bus_ev_, state, "the bus");
+  stall += now_cycles() - t0;
+  bus_busy_ = true;
+  set_signal(sig_bus_busy_, true);
+  wait(cycles(transfer_cycles));
+  busy += transfer_cycles;
+  bus_busy_ = false;
+  set_signal(sig_bus_busy_, false);
+  bus_ev_.notify(SC_ZERO_TIME);
+}
+
 void LayerPipeline::fetcher() {
   for (size_t j = 0; j < jobs_.size(); ++j) {
     wait_until([&] { return job_ready(j); }, job_start_ev_, fetch_state_, "its next job");
@@ -112,16 +125,7 @@ void LayerPipeline::fetcher() {
       uint64_t t0 = now_cycles();
       wait_until([&] { return fetched_ - consumed_ < 2; }, slot_ev_, fetch_state_, "a free input register");
       st.fetch_stall_slot += now_cycles() - t0;
-      t0 = now_cycles();
-      wait_until([&] { return !bus_busy_; }, bus_ev_, fetch_state_, "the bus");
-      st.fetch_stall_bus += now_cycles() - t0;
-      bus_busy_ = true;
-      set_signal(sig_bus_busy_, true);
-      wait(cycles(job.imc.fetch_cycles));
-      st.bus_busy += job.imc.fetch_cycles;
-      bus_busy_ = false;
-      set_signal(sig_bus_busy_, false);
-      bus_ev_.notify(SC_ZERO_TIME);
+      bus_transfer(job.imc.fetch_cycles, st.fetch_stall_bus, st.bus_busy, fetch_state_);
       ++fetched_;
       input_ev_.notify(SC_ZERO_TIME);
     }
@@ -188,16 +192,7 @@ void LayerPipeline::writer() {
     StageStats& st = results_[j].stats;
     for (uint64_t p = 0; p < job.imc.positions; ++p) {
       wait_until([&] { return outputs_ready_ > p; }, output_ev_, write_state_, "an output vector");
-      const uint64_t t0 = now_cycles();
-      wait_until([&] { return !bus_busy_; }, bus_ev_, write_state_, "the bus");
-      st.write_stall_bus += now_cycles() - t0;
-      bus_busy_ = true;
-      set_signal(sig_bus_busy_, true);
-      wait(cycles(job.imc.write_cycles));
-      st.bus_busy += job.imc.write_cycles;
-      bus_busy_ = false;
-      set_signal(sig_bus_busy_, false);
-      bus_ev_.notify(SC_ZERO_TIME);
+      bus_transfer(job.imc.write_cycles, st.write_stall_bus, st.bus_busy, write_state_);
       ++written_;
       written_ev_.notify(SC_ZERO_TIME);
     }

@@ -75,6 +75,8 @@ class LayerPipeline : public sc_core::sc_module {
   // Waits until cond() holds, re-checking on every notification of ev.
   template <typename Cond>
   void wait_until(Cond cond, sc_core::sc_event& ev, std::string& state, const char* what);
+  // Holds the shared bus for `transfer_cycles`, adding the wait to `stall` and the transfer to `busy`.
+  void bus_transfer(uint64_t transfer_cycles, uint64_t& stall, uint64_t& busy, std::string& state);
   uint64_t now_cycles() const;
   void set_signal(sc_core::sc_signal<bool, sc_core::SC_MANY_WRITERS>& s, bool v);
   // Job j has started (or, for a zero-cycle digital job, already ended): stages move on.
