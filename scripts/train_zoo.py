@@ -1,0 +1,416 @@
+#!/usr/bin/python3
+"""Train a torch_imc model-zoo CNN on Fashion-MNIST and export it to the imcsim graph format.
+
+    /usr/bin/python3 scripts/train_zoo.py --model lenet5            # full run -> workloads/zoo/
+    /usr/bin/python3 scripts/train_zoo.py --model resnet20
+    /usr/bin/python3 scripts/train_zoo.py --model lenet5 --quick    # smoke run (< 2 min)
+
+Pipeline (method "plain-qat"; every phase is seeded and deterministic):
+ 1. float training (Adam, cosine schedule; BatchNorm where the model has it);
+ 2. BatchNorm folded into the convolutions; activation ranges = max over calibration images
+    of the float model;
+ 3. QAT with an IDEAL ADC (fake-quantised weights per column and activations, STE);
+ 4. ADC calibration (scripts/imcsim_py/calibrate.py rules, exact partial-sum histograms,
+    layer by layer) and QAT fine-tuning with the calibrated ADC in the forward pass
+    (hardware numerics forward, straight-through backward), activation ranges frozen;
+ 5. evaluation of the exact torch_imc model (eval mode = docs/SEMANTICS.md) on the test set;
+    export with torch_imc.export_graph (golden pairs of test images 0-3 by reference.py);
+    reference.py accuracy of the exported graph; optionally `imcsim run` on it (--imcsim).
+The run fails (exit 1) if the PyTorch and the reference (or imcsim) accuracies differ.
+
+Writes <out-dir>/<name>.imcg, <name>.json (settings, accuracies, timings) and regenerates
+<out-dir>/README.md from every <name>.json there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import numpy as np  # noqa: E402
+
+from imcsim_py import idx  # noqa: E402
+from imcsim_py import reference as R  # noqa: E402
+from imcsim_py.graph_pb import save_graph  # noqa: E402
+
+EXPORTER = "scripts/train_zoo.py 1 (torch_imc)"
+GOLDEN_INDICES = (0, 1, 2, 3)
+
+# Per-model defaults (full runs). Steps are optimiser steps; epochs are over the training set.
+ZOO = {
+    "lenet5": dict(
+        desc="LeNet-5-like: conv(1->6, 5x5, pad 2)+ReLU, maxpool 2, conv(6->16, 5x5)+ReLU, "
+             "maxpool 2, fc(400->120)+ReLU, fc(120->84)+ReLU, fc(84->10)",
+        float_epochs=4, float_lr=2e-3, qat_epochs=1, qat_lr=2e-4, adc_steps=400, adc_lr=1e-4,
+        batch_size=128, adc_batch_size=64),
+    "resnet20": dict(
+        desc="pre-activation ResNet-20 (3 stages x 3 blocks, widths {w}), BN folded, "
+             "1x1-conv shortcuts at stage changes, global average pool, fc",
+        widths=(8, 16, 32), float_epochs=3, float_lr=3e-3, qat_epochs=0.5, qat_lr=2e-4,
+        adc_steps=150, adc_lr=5e-5, batch_size=128, adc_batch_size=32),
+}
+QUICK = dict(float_steps=250, qat_steps=60, adc_steps=25, calib_images=64, act_images=512,
+             test_images=500, train_images=16000)
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def build(ti, name, cfg, widths=None):
+    if name == "lenet5":
+        return ti.models.LeNet5(cfg)
+    return ti.models.PreActResNet(cfg, depth=20, widths=tuple(widths))
+
+
+def evaluate(torch, model, x, y, bs=500):
+    """Top-1 accuracy and predictions of `model` (its current mode: float or quantised;
+    eval() => exact) on uint8 pixels x [n][28][28]."""
+    model.eval()
+    preds = []
+    with torch.no_grad():
+        for i in range(0, len(x), bs):
+            xb = torch.from_numpy(x[i:i + bs]).float().unsqueeze(1)
+            preds.append(model(xb).argmax(1).numpy())
+    p = np.concatenate(preds)
+    return float(np.mean(p == y[:len(p)])), p
+
+
+def train_phase(torch, model, X, Y, steps, lr, bs, gen, label, log_every=100):
+    """Adam with a cosine schedule to lr/20 over `steps` steps of batches of `bs`."""
+    if steps <= 0:
+        return 0.0
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr / 20)
+    lossf = torch.nn.CrossEntropyLoss()
+    model.train()
+    t0 = time.time()
+    perm = torch.randperm(len(X), generator=gen)
+    pos, tot, n = 0, 0.0, 0
+    for step in range(steps):
+        if pos + bs > len(X):
+            perm = torch.randperm(len(X), generator=gen)
+            pos = 0
+        b = perm[pos:pos + bs]
+        pos += bs
+        opt.zero_grad()
+        loss = lossf(model(X[b]), Y[b])
+        loss.backward()
+        opt.step()
+        sched.step()
+        tot += float(loss) * len(b)
+        n += len(b)
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            log(f"{label} step {step + 1}/{steps}: loss {tot / n:.4f} "
+                f"({time.time() - t0:.0f} s)")
+            tot, n = 0.0, 0
+    return time.time() - t0
+
+
+def run_imcsim(binary, graph, n_images, out_dir, dataset_dir):
+    cmd = [str(binary), "run", "--graph", str(graph), "--images", str(n_images), "-q",
+           "--out", str(out_dir), "--dataset-dir", str(dataset_dir), "--timing", "analytical"]
+    t0 = time.time()
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"imcsim failed ({shlex.join(cmd)}): {res.stderr.strip()}")
+    rep = json.loads((Path(out_dir) / "report.json").read_text())
+    return rep["accuracy"], time.time() - t0, shlex.join(cmd)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n", 2)[2])
+    ap.add_argument("--model", choices=sorted(ZOO), default="lenet5")
+    ap.add_argument("--method", choices=["plain-qat"], default="plain-qat",
+                    help="training method (only plain-qat so far)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out-dir", default=None,
+                    help="output folder (default workloads/zoo; --quick: "
+                         "results/scratch/zoo_quick)")
+    ap.add_argument("--name", default=None, help="graph / file name (default: the model)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: {QUICK['float_steps']}+{QUICK['qat_steps']}+"
+                         f"{QUICK['adc_steps']} steps on {QUICK['train_images']} training "
+                         f"images, {QUICK['calib_images']} calibration images, "
+                         f"{QUICK['test_images']} test images")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--float-epochs", type=float)
+    ap.add_argument("--qat-epochs", type=float)
+    ap.add_argument("--adc-steps", type=int)
+    ap.add_argument("--widths", default=None, help="resnet20 stage widths, e.g. 8,16,32")
+    ap.add_argument("--adc-bits", type=int, default=8)
+    ap.add_argument("--calib-images", type=int, default=512,
+                    help="training images for ADC calibration (default 512)")
+    ap.add_argument("--act-images", type=int, default=5120,
+                    help="training images for the activation ranges (default 5120)")
+    ap.add_argument("--percentile", type=float, default=99.99,
+                    help="ADC range percentile of the partial sums (default 99.99)")
+    ap.add_argument("--test-images", type=int, default=10000)
+    ap.add_argument("--reference-workers", type=int, default=1)
+    ap.add_argument("--imcsim", default=None,
+                    help="imcsim binary: also run the exported graph on the test images and "
+                         "require the same accuracy")
+    ap.add_argument("--data-dir", default=str(idx.DEFAULT_FMNIST_DIR))
+    ap.add_argument("--no-readme", action="store_true")
+    args = ap.parse_args(argv)
+
+    command = shlex.join(["/usr/bin/python3", "scripts/train_zoo.py"] +
+                         (sys.argv[1:] if argv is None else list(argv)))
+    import torch
+    from imcsim_py import torch_imc as ti
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(True)
+    rng = np.random.default_rng(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    spec = dict(ZOO[args.model])
+    name = args.name or args.model
+    out_dir = Path(args.out_dir or ("results/scratch/zoo_quick" if args.quick else
+                                    "workloads/zoo"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    widths = tuple(int(v) for v in args.widths.split(",")) if args.widths else spec.get("widths")
+
+    tr_x, tr_y = idx.load_fashion_mnist("train", args.data_dir)
+    te_x, te_y = idx.load_fashion_mnist("t10k", args.data_dir)
+    n_test = min(args.test_images, len(te_x))
+    if args.quick:
+        sel = np.sort(rng.permutation(len(tr_x))[:QUICK["train_images"]])
+        trn_x, trn_y = tr_x[sel], tr_y[sel]
+        n_test = min(n_test, QUICK["test_images"])
+        args.calib_images = min(args.calib_images, QUICK["calib_images"])
+        args.act_images = min(args.act_images, QUICK["act_images"])
+    else:
+        trn_x, trn_y = tr_x, tr_y
+    X = torch.from_numpy(trn_x).float().unsqueeze(1)
+    Y = torch.from_numpy(trn_y.astype(np.int64))
+    bs, abs_ = spec["batch_size"], spec["adc_batch_size"]
+    per_epoch = (len(X) + bs - 1) // bs
+    if args.quick:
+        f_steps, q_steps, a_steps = QUICK["float_steps"], QUICK["qat_steps"], QUICK["adc_steps"]
+    else:
+        f_steps = int(round((args.float_epochs or spec["float_epochs"]) * per_epoch))
+        q_steps = int(round((args.qat_epochs if args.qat_epochs is not None
+                             else spec["qat_epochs"]) * per_epoch))
+        a_steps = args.adc_steps if args.adc_steps is not None else spec["adc_steps"]
+    calib_idx = np.sort(rng.permutation(len(tr_x))[:args.calib_images])
+    act_idx = np.sort(rng.permutation(len(tr_x))[:args.act_images])
+
+    cfg = ti.ImcConfig(weight_bits=8, cell_bits=2, dac_bits=1, encoding="offset",
+                       tiling="contiguous", array_rows=128, array_cols=128, ashift=False,
+                       adc=ti.AdcConfig(kind="linear", bits=args.adc_bits, frac_bits=8,
+                                        rounding="half_away", signed=False,
+                                        granularity="layer"))
+    model = build(ti, args.model, cfg, widths)
+    ti.prepare(model)
+    times = {}
+    t_all = time.time()
+
+    # 1. float
+    ti.set_quantized(model, False)
+    log(f"{name}: float training, {f_steps} steps of {bs}")
+    times["float_train_s"] = train_phase(torch, model, X, Y, f_steps, spec["float_lr"], bs, gen,
+                                         "float")
+    ti.fold_bn(model)
+    float_acc, _ = evaluate(torch, model, te_x[:n_test], te_y)
+    log(f"float accuracy {float_acc:.4f} ({n_test} test images)")
+
+    # 2-3. QAT, ideal ADC
+    ranges = ti.init_act_ranges(model, tr_x[act_idx])
+    ti.set_quantized(model, True)
+    log(f"QAT (ideal ADC), {q_steps} steps of {bs}")
+    times["qat_train_s"] = train_phase(torch, model, X, Y, q_steps, spec["qat_lr"], bs, gen, "QAT")
+    t0 = time.time()
+    qat_acc, _ = evaluate(torch, model, te_x[:n_test], te_y)
+    times["qat_eval_s"] = time.time() - t0
+    log(f"QAT (ideal ADC) torch_imc accuracy {qat_acc:.4f} ({times['qat_eval_s']:.0f} s)")
+
+    # 4. ADC calibration + fine-tuning with the ADC in the loop
+    for _, q in ti.act_quants(model):
+        q.observe = False
+    t0 = time.time()
+    notes = ti.calibrate_adcs(model, tr_x[calib_idx], percentile=args.percentile)
+    times["adc_calibration_s"] = time.time() - t0
+    pre_acc, _ = evaluate(torch, model, te_x[:n_test], te_y)
+    log(f"ADC calibrated ({times['adc_calibration_s']:.0f} s): accuracy before fine-tuning "
+        f"{pre_acc:.4f}")
+    log(f"QAT with the ADC, {a_steps} steps of {abs_}")
+    times["adc_train_s"] = train_phase(torch, model, X, Y, a_steps, spec["adc_lr"], abs_, gen,
+                                       "QAT+ADC", log_every=25)
+    times["train_total_s"] = time.time() - t_all
+
+    # 5. evaluation and export
+    t0 = time.time()
+    torch_acc, torch_pred = evaluate(torch, model, te_x[:n_test], te_y)
+    times["torch_eval_s"] = time.time() - t0
+    log(f"torch_imc (exact) accuracy {torch_acc:.4f} on {n_test} test images "
+        f"({times['torch_eval_s']:.0f} s)")
+
+    settings = {
+        "model": args.model, "description": spec["desc"].format(w=widths),
+        "widths": list(widths) if widths else None,
+        "imc_config": cfg.to_dict(),
+        "activations": "8-bit; unsigned (zero point 0) after ReLU, signed (zero point 128) on "
+                       "the residual stream; scale = max over calibration images (float "
+                       "model) / qmax, then EMA (0.99) of the batch max during ideal-ADC QAT, "
+                       "frozen for ADC QAT",
+        "weights": "8-bit symmetric per output column, s_w = max|W[n]|/127, STE",
+        "input": "codes = raw pixels (scale 1/255, zero point 0, 8 bits)",
+        "float": {"steps": f_steps, "batch_size": bs, "optimizer": "adam",
+                  "lr": spec["float_lr"], "schedule": "cosine to lr/20",
+                  "train_images": int(len(X))},
+        "qat_ideal_adc": {"steps": q_steps, "batch_size": bs, "lr": spec["qat_lr"],
+                          "schedule": "cosine to lr/20"},
+        "qat_adc": {"steps": a_steps, "batch_size": abs_, "lr": spec["adc_lr"],
+                    "schedule": "cosine to lr/20",
+                    "gradient": "STE: forward = exact hardware numerics, backward = ideal MAC"},
+        "act_range_images": int(args.act_images),
+        "adc_calibration": {"images": int(args.calib_images), "percentile": args.percentile,
+                            "source": "training set, seeded subset",
+                            "rule": "scripts/imcsim_py/calibrate.py (linear unsigned, centre 0)",
+                            "order": "layer by layer, upstream ADCs calibrated",
+                            "layers": notes},
+        "activation_ranges_initial": ranges,
+        "method": args.method, "quick": args.quick, "threads": args.threads,
+    }
+    prov = dict(exporter=EXPORTER, command=command, seed=args.seed, method=args.method,
+                method_settings_json=json.dumps(settings, sort_keys=True),
+                dataset="fashion-mnist", float_accuracy=float_acc,
+                fake_quant_accuracy=torch_acc,
+                created_utc=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                torch_version=torch.__version__)
+    t0 = time.time()
+    g = ti.export_graph(model, name, golden_pixels=te_x, golden_labels=te_y,
+                        golden_indices=GOLDEN_INDICES, provenance=prov, num_classes=10)
+    times["export_s"] = time.time() - t0
+    t0 = time.time()
+    ref = R.Reference(g)
+    _, ref_pred = ref.predict(te_x[:n_test], workers=args.reference_workers)
+    ref_acc = float(np.mean(ref_pred == te_y[:n_test]))
+    times["reference_eval_s"] = time.time() - t0
+    same = int(np.sum(ref_pred == torch_pred))
+    log(f"reference.py accuracy {ref_acc:.4f} ({times['reference_eval_s']:.0f} s); "
+        f"{same}/{n_test} predictions identical to PyTorch's")
+    g.provenance.reference_accuracy = ref_acc
+    g.provenance.reference_images = n_test
+    path = out_dir / f"{name}.imcg"
+    save_graph(g, path)
+    log(f"wrote {path} ({path.stat().st_size} bytes)")
+    ok = same == n_test and ref_acc == torch_acc
+
+    summary = {"name": name, "command": command, "seed": args.seed, "method": args.method,
+               "model": args.model, "description": settings["description"],
+               "float_accuracy": float_acc, "qat_ideal_adc_accuracy": qat_acc,
+               "adc_calibrated_accuracy_before_finetune": pre_acc,
+               "torch_imc_accuracy": torch_acc, "reference_accuracy": ref_acc,
+               "test_images": n_test, "predictions_identical": same,
+               "imcsim_accuracy": None, "imcsim_command": None, "times": times,
+               "torch_version": torch.__version__, "threads": args.threads,
+               "settings": settings, "graph": path.name, "bytes": path.stat().st_size,
+               "created_utc": prov["created_utc"]}
+    if args.imcsim:
+        sim_out = REPO / "results" / "scratch" / f"zoo_{name}"
+        acc, t_sim, sim_cmd = run_imcsim(args.imcsim, path, n_test, sim_out, args.data_dir)
+        times["imcsim_s"] = t_sim
+        summary["imcsim_accuracy"] = acc.get("top1")
+        summary["imcsim_command"] = sim_cmd
+        log(f"imcsim accuracy {acc.get('top1')} ({t_sim:.0f} s)")
+        ok = ok and abs(float(acc.get("top1")) - torch_acc) < 1e-12
+    (out_dir / f"{name}.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    if not args.no_readme and not args.quick:
+        write_readme(out_dir)
+    log(f"done in {time.time() - t_all:.0f} s: float {float_acc:.4f}, torch_imc {torch_acc:.4f}, "
+        f"reference {ref_acc:.4f}" + (f", imcsim {summary['imcsim_accuracy']}"
+                                      if args.imcsim else ""))
+    if not ok:
+        log("ERROR: PyTorch (torch_imc) and the reference / imcsim disagree")
+        return 1
+    return 0
+
+
+def write_readme(out_dir: Path):
+    rows = []
+    entries = []
+    for p in sorted(out_dir.glob("*.json")):
+        try:
+            s = json.loads(p.read_text())
+        except ValueError:
+            continue
+        if "torch_imc_accuracy" not in s:
+            continue
+        entries.append(s)
+        t = s["times"]
+        sim = "—" if s.get("imcsim_accuracy") is None else f"**{s['imcsim_accuracy']:.4f}**"
+        rows.append(
+            f"| `{s['graph']}` | {s['model']} | {s['seed']} | {s['float_accuracy']:.4f} | "
+            f"{s['qat_ideal_adc_accuracy']:.4f} | **{s['torch_imc_accuracy']:.4f}** | "
+            f"{s['reference_accuracy']:.4f} | {sim} | {s['test_images']} | "
+            f"{t['train_total_s'] / 60:.1f} min | {s['bytes'] // 1024} KiB |")
+    cmds = "\n".join(f"/usr/bin/python3 {e['command'].split('/usr/bin/python3 ', 1)[-1]}"
+                     for e in entries)
+    text = f"""# Model zoo (torch_imc, Fashion-MNIST)
+
+Trained and exported by `scripts/train_zoo.py` with the IMC-aware layers of
+`scripts/imcsim_py/torch_imc/` (this file is regenerated by it from the `*.json` summaries
+next to the graphs; the notes at the end are kept by hand in `NOTES.md`).
+
+Hardware numerics of every IMC layer (method **plain-qat**): 8-bit weights (symmetric, one
+scale per output column), OFFSET encoding in 2-bit cells, bit-serial inputs (1-bit DAC),
+8-bit activations, 128-row arrays with CONTIGUOUS row tiling, no A-shift, an 8-bit LINEAR
+ADC (round half away, unsigned codes, one step per layer, F = 8) calibrated on 512 training
+images (99.99 % percentile of the partial sums; rules of `scripts/imcsim_py/calibrate.py`).
+Training: float (Adam, cosine), BN folded, QAT with an ideal ADC, then QAT with the
+calibrated ADC in the forward pass (exact hardware forward, straight-through backward).
+
+Accuracies on the Fashion-MNIST test set (number of images in the column "images"):
+float = the float model in PyTorch; QAT = torch_imc with an ideal ADC; **torch_imc** = the
+final model evaluated by PyTorch in eval mode (exact `docs/SEMANTICS.md` numerics, ADC
+included); reference = `scripts/imcsim_py/reference.py` on the exported graph; imcsim =
+`imcsim run` on the exported graph. Training time on the shared 2-core machine, 1 thread.
+
+| graph | model | seed | float | QAT (ideal ADC) | torch_imc | reference | imcsim | images | training | size |
+|---|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Each graph's provenance holds the command, the seed, all settings
+(`method_settings_json`: mapping, ADC, calibration per layer, schedules) and the float,
+torch_imc (`fake_quant_accuracy`) and reference accuracies; each has 4 golden pairs (test
+images 0-3) computed by reference.py. Per-phase timings are in `<name>.json`.
+
+## Regenerate
+
+```
+{cmds}
+```
+
+Smoke run (a few hundred steps, < 2 min on an idle 2-core machine; writes to
+`results/scratch/zoo_quick/`, fails if PyTorch and reference.py disagree):
+
+```
+/usr/bin/python3 scripts/train_zoo.py --model lenet5 --quick
+```
+
+Contract check by hand (PyTorch == imcsim on the 10k test set):
+`--imcsim build-torch/imcsim` runs the exported graph through the simulator too and fails
+unless its top-1 accuracy equals PyTorch's.
+"""
+    notes = out_dir / "NOTES.md"
+    if notes.is_file():
+        text += "\n" + notes.read_text()
+    (out_dir / "README.md").write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
