@@ -11,6 +11,7 @@
 #include <optional>
 #include <thread>
 
+#include "sim/app/commands.h"
 #include "sim/config/arch_config.h"
 #include "sim/cost/analytical.h"
 #include "sim/cost/peak.h"
@@ -45,6 +46,7 @@ const char* kTopUsage =
     "            latency, energy and area (JSON + text)\n"
     "  inspect   print a graph's layers and its mapping onto an architecture\n"
     "  validate  check a graph and/or an architecture config, report the first problem\n"
+    "  calibrate fit ADC references to calibration images' partial sums, write a new graph\n"
     "  peak      an architecture's peak power, area, throughput and efficiency (per tile, chip)\n"
     "\n"
     "Run 'imcsim <command> --help' for the options of a command.\n";
@@ -352,6 +354,7 @@ int main(int argc, char** argv) {
     if (command == "run") return cmd_run(args, command_line);
     if (command == "inspect") return cmd_inspect(args);
     if (command == "validate") return cmd_validate(args);
+    if (command == "calibrate") return cmd_calibrate(args);
     if (command == "peak") return cmd_peak(args);
     throw UsageError(fmt::format("imcsim: unknown command '{}' (expected run, inspect, validate or peak)", command));
   } catch (const UsageError& e) {
