@@ -7,6 +7,8 @@
 #include <chrono>
 #include <memory>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <systemc>
 
 #include "models/tile/layer_pipeline.h"
@@ -34,6 +36,12 @@ SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>&
       trace.vcd_file.resize(trace.vcd_file.size() - 4);  // SystemC appends .vcd itself
     trace.window_start = options.trace_window_start;
     trace.window_end = options.trace_window_end;
+    // Fail early and clearly if the waveform cannot be written (SystemC would only warn).
+    const std::filesystem::path vcd_path = trace.vcd_file + ".vcd";
+    std::error_code ec;
+    if (vcd_path.has_parent_path()) std::filesystem::create_directories(vcd_path.parent_path(), ec);
+    std::ofstream probe(vcd_path);
+    if (!probe) throw TimingError(fmt::format("{}: cannot write the VCD trace file", vcd_path.string()));
   }
   ::setenv("SC_COPYRIGHT_MESSAGE", "DISABLE", 0);  // no banner unless the user asks for it
   // Silence SystemC's informational reports (e.g. about the VCD time unit).

@@ -233,6 +233,22 @@ TEST_F(Cli, TextGraphSyntaxError) {
   expect_failure({"validate", "--graph", g.string()}, 1, {g.string(), "not a valid imcsim text graph", "line"});
 }
 
+TEST_F(Cli, UnwritableTraceFileAndBadTimingOptions) {
+  const fs::path graph = kGraphs / "tiny_fmnist.imcg.txt";
+  auto args = run_args(graph, kDefaultArch);
+  args.insert(args.end(), {"--timing-only", "--trace", "/proc/no_such_dir/wave.vcd"});
+  expect_failure(args, 1, {"/proc/no_such_dir/wave.vcd", "cannot write the VCD trace file"});
+  auto bad_window = run_args(graph, kDefaultArch);
+  bad_window.insert(bad_window.end(), {"--timing-only", "--trace", (dir / "w.vcd").string(), "--trace-window", "9:3"});
+  expect_failure(bad_window, 2, {"--trace-window"});
+  auto bad_execution = run_args(graph, kDefaultArch);
+  bad_execution.insert(bad_execution.end(), {"--timing-only", "--execution", "diagonal"});
+  expect_failure(bad_execution, 2, {"--execution", "diagonal"});
+  auto replication_without_pipeline = run_args(graph, kDefaultArch);
+  replication_without_pipeline.insert(replication_without_pipeline.end(), {"--timing-only", "--replication", "auto"});
+  expect_failure(replication_without_pipeline, 2, {"--replication auto", "pipelined"});
+}
+
 TEST_F(Cli, NonexistentGraph) {
   const auto g = dir / "nope.imcg";
   expect_failure(run_args(g, kDefaultArch), 1, {g.string(), "not found"});
