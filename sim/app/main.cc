@@ -120,8 +120,9 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
   const auto vm = parse("run", desc, args);
   if (wants_help(vm, "run", desc,
                  "Runs every test image through the graph, bit-exactly as the modelled hardware\n"
-                 "computes it, and reports accuracy, latency, energy and area (analytical cost\n"
-                 "model). The full report goes to <out>/report.json (docs/report.md)."))
+                 "computes it, and reports accuracy, latency (cycle-accurate SystemC model, or the\n"
+                 "closed form), energy (counted events) and area. The full report goes to\n"
+                 "<out>/report.json (docs/report.md)."))
     return 0;
   const bool quiet = vm.count("quiet") > 0;
   const std::string timing_model = vm["timing"].as<std::string>();
