@@ -51,7 +51,7 @@ ZOO = {
     "lenet5": dict(
         desc="LeNet-5-like: conv(1->6, 5x5, pad 2)+ReLU, maxpool 2, conv(6->16, 5x5)+ReLU, "
              "maxpool 2, fc(400->120)+ReLU, fc(120->84)+ReLU, fc(84->10)",
-        float_epochs=4, float_lr=2e-3, qat_epochs=1, qat_lr=2e-4, adc_steps=400, adc_lr=1e-4,
+        float_epochs=10, float_lr=2e-3, qat_epochs=1, qat_lr=2e-4, adc_steps=400, adc_lr=1e-4,
         batch_size=128, adc_batch_size=64),
     "resnet20": dict(
         desc="pre-activation ResNet-20 (3 stages x 3 blocks, widths {w}), BN folded, "
@@ -86,7 +86,7 @@ def evaluate(torch, model, x, y, bs=500):
     return float(np.mean(p == y[:len(p)])), p
 
 
-def train_phase(torch, model, X, Y, steps, lr, bs, gen, label, log_every=100):
+def train_phase(torch, model, X, Y, steps, lr, bs, gen, label, log_every=100, extra_loss=None):
     """Adam with a cosine schedule to lr/20 over `steps` steps of batches of `bs`."""
     if steps <= 0:
         return 0.0
@@ -106,6 +106,10 @@ def train_phase(torch, model, X, Y, steps, lr, bs, gen, label, log_every=100):
         pos += bs
         opt.zero_grad()
         loss = lossf(model(X[b]), Y[b])
+        if extra_loss is not None:
+            xl = extra_loss(model)
+            if xl is not None:
+                loss = loss + xl
         loss.backward()
         opt.step()
         sched.step()
@@ -134,8 +138,11 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n", 2)[2])
     ap.add_argument("--model", choices=sorted(ZOO), default="lenet5")
-    ap.add_argument("--method", choices=["plain-qat"], default="plain-qat",
-                    help="training method (only plain-qat so far)")
+    ap.add_argument("--method", choices=["plain-qat", "raoq"], default="plain-qat",
+                    help="training method: plain-qat, or raoq (A-shift + W-reshape kurtosis "
+                         "penalty; see scripts/imcsim_py/torch_imc/methods.py)")
+    ap.add_argument("--kurtosis-lambda", type=float, default=6e-4, help="raoq: penalty weight")
+    ap.add_argument("--kurtosis-target", type=float, default=1.8, help="raoq: target kurtosis")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out-dir", default=None,
                     help="output folder (default workloads/zoo; --quick: "
@@ -152,6 +159,21 @@ def main(argv=None):
     ap.add_argument("--adc-steps", type=int)
     ap.add_argument("--widths", default=None, help="resnet20 stage widths, e.g. 8,16,32")
     ap.add_argument("--adc-bits", type=int, default=8)
+    ap.add_argument("--adc-kind", choices=["linear", "nonlinear", "ideal"], default="linear")
+    ap.add_argument("--adc-granularity", choices=["layer", "column", "slice_tile_column"],
+                    default="layer")
+    ap.add_argument("--adc-rounding", choices=["half_away", "floor"], default="half_away")
+    ap.add_argument("--adc-signed", action="store_true", help="signed ADC codes")
+    ap.add_argument("--encoding", default="offset",
+                    choices=["offset", "twos_complement", "differential_digital",
+                             "differential_analog"])
+    ap.add_argument("--tiling", choices=["contiguous", "channel_aligned"], default="contiguous")
+    ap.add_argument("--cell-bits", type=int, default=2)
+    ap.add_argument("--dac-bits", type=int, default=1)
+    ap.add_argument("--array-rows", type=int, default=128)
+    ap.add_argument("--monitor-images", type=int, default=2000,
+                    help="test images for the accuracy printed after ADC calibration "
+                         "(before fine-tuning; default 2000)")
     ap.add_argument("--calib-images", type=int, default=512,
                     help="training images for ADC calibration (default 512)")
     ap.add_argument("--act-images", type=int, default=5120,
@@ -208,11 +230,16 @@ def main(argv=None):
     calib_idx = np.sort(rng.permutation(len(tr_x))[:args.calib_images])
     act_idx = np.sort(rng.permutation(len(tr_x))[:args.act_images])
 
-    cfg = ti.ImcConfig(weight_bits=8, cell_bits=2, dac_bits=1, encoding="offset",
-                       tiling="contiguous", array_rows=128, array_cols=128, ashift=False,
-                       adc=ti.AdcConfig(kind="linear", bits=args.adc_bits, frac_bits=8,
-                                        rounding="half_away", signed=False,
-                                        granularity="layer"))
+    from imcsim_py.torch_imc import methods as MT
+    method = MT.METHODS[args.method](kurtosis_lambda=args.kurtosis_lambda,
+                                     kurtosis_target=args.kurtosis_target)
+    cfg = ti.ImcConfig(weight_bits=8, cell_bits=args.cell_bits, dac_bits=args.dac_bits,
+                       encoding=args.encoding, tiling=args.tiling, array_rows=args.array_rows,
+                       array_cols=128, ashift=False,
+                       adc=ti.AdcConfig(kind=args.adc_kind, bits=args.adc_bits, frac_bits=8,
+                                        rounding=args.adc_rounding, signed=args.adc_signed,
+                                        granularity=args.adc_granularity))
+    cfg = method.configure(cfg)
     model = build(ti, args.model, cfg, widths)
     ti.prepare(model)
     times = {}
@@ -231,7 +258,8 @@ def main(argv=None):
     ranges = ti.init_act_ranges(model, tr_x[act_idx])
     ti.set_quantized(model, True)
     log(f"QAT (ideal ADC), {q_steps} steps of {bs}")
-    times["qat_train_s"] = train_phase(torch, model, X, Y, q_steps, spec["qat_lr"], bs, gen, "QAT")
+    times["qat_train_s"] = train_phase(torch, model, X, Y, q_steps, spec["qat_lr"], bs, gen, "QAT",
+                                       extra_loss=method.loss)
     t0 = time.time()
     qat_acc, _ = evaluate(torch, model, te_x[:n_test], te_y)
     times["qat_eval_s"] = time.time() - t0
@@ -243,12 +271,13 @@ def main(argv=None):
     t0 = time.time()
     notes = ti.calibrate_adcs(model, tr_x[calib_idx], percentile=args.percentile)
     times["adc_calibration_s"] = time.time() - t0
-    pre_acc, _ = evaluate(torch, model, te_x[:n_test], te_y)
+    n_mon = min(n_test, args.monitor_images)
+    pre_acc, _ = evaluate(torch, model, te_x[:n_mon], te_y)
     log(f"ADC calibrated ({times['adc_calibration_s']:.0f} s): accuracy before fine-tuning "
-        f"{pre_acc:.4f}")
+        f"{pre_acc:.4f} ({n_mon} test images)")
     log(f"QAT with the ADC, {a_steps} steps of {abs_}")
     times["adc_train_s"] = train_phase(torch, model, X, Y, a_steps, spec["adc_lr"], abs_, gen,
-                                       "QAT+ADC", log_every=25)
+                                       "QAT+ADC", log_every=25, extra_loss=method.loss)
     times["train_total_s"] = time.time() - t_all
 
     # 5. evaluation and export
@@ -283,7 +312,9 @@ def main(argv=None):
                             "order": "layer by layer, upstream ADCs calibrated",
                             "layers": notes},
         "activation_ranges_initial": ranges,
-        "method": args.method, "quick": args.quick, "threads": args.threads,
+        "method": args.method, "method_settings": method.settings(),
+        "quick": args.quick, "threads": args.threads,
+        "weight_kurtosis": MT.weight_kurtosis(model),
     }
     prov = dict(exporter=EXPORTER, command=command, seed=args.seed, method=args.method,
                 method_settings_json=json.dumps(settings, sort_keys=True),
@@ -314,6 +345,7 @@ def main(argv=None):
                "model": args.model, "description": settings["description"],
                "float_accuracy": float_acc, "qat_ideal_adc_accuracy": qat_acc,
                "adc_calibrated_accuracy_before_finetune": pre_acc,
+               "adc_calibrated_accuracy_images": n_mon,
                "torch_imc_accuracy": torch_acc, "reference_accuracy": ref_acc,
                "test_images": n_test, "predictions_identical": same,
                "imcsim_accuracy": None, "imcsim_command": None, "times": times,
@@ -353,8 +385,14 @@ def write_readme(out_dir: Path):
         entries.append(s)
         t = s["times"]
         sim = "—" if s.get("imcsim_accuracy") is None else f"**{s['imcsim_accuracy']:.4f}**"
+        c = s["settings"]["imc_config"]
+        a = c["adc"]
+        mapping = (f"{s['method']}; {c['encoding']}, Bc {c['cell_bits']}, Bdac {c['dac_bits']}, "
+                   f"{c['tiling']} {c['array_rows']} rows{', A-shift' if c['ashift'] else ''}; "
+                   f"{a['bits']}-bit {a['kind']} ADC ({a['granularity']})")
         rows.append(
-            f"| `{s['graph']}` | {s['model']} | {s['seed']} | {s['float_accuracy']:.4f} | "
+            f"| `{s['graph']}` | {s['model']} | {mapping} | {s['seed']} | "
+            f"{s['float_accuracy']:.4f} | "
             f"{s['qat_ideal_adc_accuracy']:.4f} | **{s['torch_imc_accuracy']:.4f}** | "
             f"{s['reference_accuracy']:.4f} | {sim} | {s['test_images']} | "
             f"{t['train_total_s'] / 60:.1f} min | {s['bytes'] // 1024} KiB |")
@@ -366,11 +404,12 @@ Trained and exported by `scripts/train_zoo.py` with the IMC-aware layers of
 `scripts/imcsim_py/torch_imc/` (this file is regenerated by it from the `*.json` summaries
 next to the graphs; the notes at the end are kept by hand in `NOTES.md`).
 
-Hardware numerics of every IMC layer (method **plain-qat**): 8-bit weights (symmetric, one
-scale per output column), OFFSET encoding in 2-bit cells, bit-serial inputs (1-bit DAC),
-8-bit activations, 128-row arrays with CONTIGUOUS row tiling, no A-shift, an 8-bit LINEAR
-ADC (round half away, unsigned codes, one step per layer, F = 8) calibrated on 512 training
-images (99.99 % percentile of the partial sums; rules of `scripts/imcsim_py/calibrate.py`).
+Hardware numerics of every IMC layer (default, method **plain-qat**): 8-bit weights
+(symmetric, one scale per output column), OFFSET encoding in 2-bit cells, bit-serial inputs
+(1-bit DAC), 8-bit activations, 128-row arrays with CONTIGUOUS row tiling, no A-shift, an
+8-bit LINEAR ADC (round half away, unsigned codes, one step per layer, F = 8) calibrated on
+training images (99.99 % percentile of the partial sums; rules of
+`scripts/imcsim_py/calibrate.py`). The table's third column gives each graph's mapping.
 Training: float (Adam, cosine), BN folded, QAT with an ideal ADC, then QAT with the
 calibrated ADC in the forward pass (exact hardware forward, straight-through backward).
 
@@ -380,8 +419,8 @@ final model evaluated by PyTorch in eval mode (exact `docs/SEMANTICS.md` numeric
 included); reference = `scripts/imcsim_py/reference.py` on the exported graph; imcsim =
 `imcsim run` on the exported graph. Training time on the shared 2-core machine, 1 thread.
 
-| graph | model | seed | float | QAT (ideal ADC) | torch_imc | reference | imcsim | images | training | size |
-|---|---|---|---|---|---|---|---|---|---|---|
+| graph | model | method; mapping; ADC | seed | float | QAT (ideal ADC) | torch_imc | reference | imcsim | images | training | size |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 Each graph's provenance holds the command, the seed, all settings

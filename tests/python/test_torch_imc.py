@@ -290,6 +290,28 @@ class TestModels(unittest.TestCase):
 
 
 @unittest.skipUnless(HAVE_TORCH, "PyTorch not installed")
+class TestMethods(unittest.TestCase):
+    def test_raoq_switch(self):
+        from imcsim_py.torch_imc import methods as MT
+        g = torch.Generator().manual_seed(0)
+        self.assertAlmostEqual(float(MT.kurtosis(torch.rand(200000, generator=g))), 1.8, 1)
+        self.assertAlmostEqual(float(MT.kurtosis(torch.randn(200000, generator=g))), 3.0, 1)
+        meth = MT.METHODS["raoq"](kurtosis_lambda=1e-2)
+        cfg = meth.configure(ti.ImcConfig())
+        self.assertTrue(cfg.ashift)
+        torch.manual_seed(0)
+        model = ti.models.LeNet5(cfg)
+        ti.prepare(model)
+        ti.set_quantized(model, True)
+        loss = meth.loss(model)
+        loss.backward()
+        self.assertGreater(float(loss), 0)
+        self.assertTrue(all(m.weight.grad is not None and float(m.weight.grad.abs().sum()) > 0
+                            for _, m in ti.imc_layers(model)))
+        self.assertIsNone(MT.METHODS["plain-qat"]().loss(model))
+
+
+@unittest.skipUnless(HAVE_TORCH, "PyTorch not installed")
 class TestExporterErrors(unittest.TestCase):
     def assertUnsupported(self, model, *needles):
         with self.assertRaises(ti.UnsupportedLayer) as cm:

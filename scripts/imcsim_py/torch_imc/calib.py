@@ -86,10 +86,6 @@ class _Hist:
         return np.arange(self.pmin, self.pmax + 1, dtype=np.int64), c
 
 
-class _Stop(Exception):
-    pass
-
-
 def fit_layer_adc(layer, hist: _Hist, percentile: float):
     """Set `layer`'s ADC buffers from its histograms; returns notes."""
     a = layer.cfg.adc
@@ -123,36 +119,49 @@ def fit_layer_adc(layer, hist: _Hist, percentile: float):
 
 
 @torch.no_grad()
-def calibrate_adcs(model, pixels, percentile: float = 99.99, batch_size: int = 256,
+def calibrate_adcs(model, pixels, percentile: float = 99.99, batch_size: int | None = None,
                    only=None):
     """Calibrate every non-ideal ADC (or the layers named in `only`) on `pixels`, in graph
-    order, with the exact quantised model. Returns per-layer notes."""
+    order, each with the upstream ADCs already calibrated, with the exact quantised model.
+
+    One forward pass over all calibration images as one batch: when the pass reaches a
+    layer, the layer histograms the partial sums of the whole batch (its ADC still ideal),
+    fits its ADC, then computes its output with the calibrated ADC for the layers
+    downstream. (batch_size is accepted for compatibility and ignored: the whole set must be
+    one batch for this order.) Returns per-layer notes."""
     was = model.training
     L.set_quantized(model, True)
     model.eval()
     an = prepare(model)
     notes = {}
     layers = [(o.path, o.module) for o in an.ops if o.op == "imc"]
+    targets = []
     for path, layer in layers:
         if layer.cfg.adc.kind == "ideal" or (only is not None and path not in only):
             continue
         layer.adc_ready.fill_(False)
         layer.invalidate()
-        hist = _Hist(layer, layer.plan())
-        layer.psum_hook = hist
+        targets.append((path, layer))
 
-        def stop(_m, _i, _o):
-            raise _Stop()
-        h = layer.register_forward_hook(stop)
-        try:
-            for p in _batches(pixels, batch_size):
-                try:
-                    model(_with_channel(model, p))
-                except _Stop:
-                    pass
-        finally:
+    def make_hook(path, layer):
+        def pre(_m, inputs):
+            layer.adc_ready.fill_(False)
+            layer.invalidate()
+            hist = _Hist(layer, layer.plan())
+            layer.psum_hook = hist
+            try:
+                layer.hw_acc(inputs[0].to(torch.float64))
+            finally:
+                layer.psum_hook = None
+            notes[path] = fit_layer_adc(layer, hist, percentile)
+        return pre
+    hooks = [layer.register_forward_pre_hook(make_hook(p, layer)) for p, layer in targets]
+    try:
+        p = pixels if not isinstance(pixels, np.ndarray) else torch.from_numpy(
+            np.ascontiguousarray(pixels))
+        model(_with_channel(model, p.float()))
+    finally:
+        for h in hooks:
             h.remove()
-            layer.psum_hook = None
-        notes[path] = fit_layer_adc(layer, hist, percentile)
     model.train(was)
     return notes
