@@ -4,8 +4,11 @@
     /usr/bin/python3 scripts/train_zoo.py --model lenet5            # full run -> workloads/zoo/
     /usr/bin/python3 scripts/train_zoo.py --model resnet20
     /usr/bin/python3 scripts/train_zoo.py --model lenet5 --quick    # smoke run (< 2 min)
+    /usr/bin/python3 scripts/train_zoo.py --verify workloads/zoo/lenet5 --imcsim build/imcsim
+                                                                    # slow contract check
 
-Pipeline (method "plain-qat"; every phase is seeded and deterministic):
+Pipeline (default method "plain-qat"; "raoq" adds A-shift and the kurtosis penalty during
+both QAT phases; every phase is seeded and deterministic):
  1. float training (Adam, cosine schedule; BatchNorm where the model has it);
  2. BatchNorm folded into the convolutions; activation ranges = max over calibration images
     of the float model;
@@ -18,8 +21,9 @@ Pipeline (method "plain-qat"; every phase is seeded and deterministic):
     reference.py accuracy of the exported graph; optionally `imcsim run` on it (--imcsim).
 The run fails (exit 1) if the PyTorch and the reference (or imcsim) accuracies differ.
 
-Writes <out-dir>/<name>.imcg, <name>.json (settings, accuracies, timings) and regenerates
-<out-dir>/README.md from every <name>.json there.
+Writes <out-dir>/<name>.imcg, <name>.pt (the trained torch_imc state dict, for --verify),
+<name>.json (settings, accuracies, timings) and regenerates <out-dir>/README.md from every
+<name>.json there (plus <out-dir>/NOTES.md).
 """
 
 from __future__ import annotations
@@ -187,7 +191,14 @@ def main(argv=None):
                          "require the same accuracy")
     ap.add_argument("--data-dir", default=str(idx.DEFAULT_FMNIST_DIR))
     ap.add_argument("--no-readme", action="store_true")
+    ap.add_argument("--verify", metavar="BASE",
+                    help="no training: reload BASE.pt (the trained model) and BASE.json, "
+                         "check that exporting it reproduces BASE.imcg and its goldens, "
+                         "evaluate it with PyTorch on --test-images and (with --imcsim) "
+                         "require imcsim's accuracy to be the same; e.g. workloads/zoo/lenet5")
     args = ap.parse_args(argv)
+    if args.verify:
+        return verify(args)
 
     command = shlex.join(["/usr/bin/python3", "scripts/train_zoo.py"] +
                          (sys.argv[1:] if argv is None else list(argv)))
@@ -339,6 +350,7 @@ def main(argv=None):
     path = out_dir / f"{name}.imcg"
     save_graph(g, path)
     log(f"wrote {path} ({path.stat().st_size} bytes)")
+    torch.save(model.state_dict(), out_dir / f"{name}.pt")
     ok = same == n_test and ref_acc == torch_acc
 
     summary = {"name": name, "command": command, "seed": args.seed, "method": args.method,
@@ -370,6 +382,60 @@ def main(argv=None):
         log("ERROR: PyTorch (torch_imc) and the reference / imcsim disagree")
         return 1
     return 0
+
+
+def load_trained(ti, torch, base: Path):
+    """(model, summary) of a trained zoo model saved by this script."""
+    summ = json.loads(base.with_suffix(".json").read_text())
+    st = summ["settings"]
+    c = dict(st["imc_config"])
+    c["adc"] = ti.AdcConfig(**c["adc"])
+    cfg = ti.ImcConfig(**c)
+    model = build(ti, summ["model"], cfg, st.get("widths"))
+    ti.fold_bn(model)
+    model.load_state_dict(torch.load(base.with_suffix(".pt")))
+    ti.set_quantized(model, True)
+    ti.prepare(model)
+    model.eval()
+    return model, summ
+
+
+def verify(args):
+    """The slow contract check of a saved zoo model: PyTorch == imcsim on the test set."""
+    import torch
+    from imcsim_py import export as E
+    from imcsim_py import torch_imc as ti
+    from imcsim_py.graph_pb import load_graph
+    torch.set_num_threads(args.threads)
+    base = Path(args.verify)
+    model, summ = load_trained(ti, torch, base)
+    g_file = load_graph(base.with_suffix(".imcg"))
+    g_new = ti.build_graph(model, g_file.name, num_classes=g_file.num_classes)
+    ok = True
+    if list(g_new.nodes) != list(g_file.nodes) or g_new.input != g_file.input:
+        log(f"ERROR: exporting {base}.pt does not reproduce {base}.imcg")
+        ok = False
+    problems = E.check_goldens(g_file)
+    if problems:
+        log(f"ERROR: goldens of {base}.imcg: {problems[:3]}")
+        ok = False
+    te_x, te_y = idx.load_fashion_mnist("t10k", args.data_dir)
+    n = min(args.test_images, len(te_x))
+    t0 = time.time()
+    acc, _ = evaluate(torch, model, te_x[:n], te_y)
+    log(f"{base}: PyTorch (torch_imc, exact) accuracy {acc:.4f} on {n} test images "
+        f"({time.time() - t0:.0f} s); recorded: torch_imc {summ['torch_imc_accuracy']:.4f} on "
+        f"{summ['test_images']}")
+    if args.imcsim:
+        out = REPO / "results" / "scratch" / f"zoo_verify_{base.name}"
+        sim, t_sim, cmd = run_imcsim(args.imcsim, base.with_suffix(".imcg"), n, out,
+                                     args.data_dir)
+        log(f"imcsim accuracy {sim.get('top1')} ({t_sim:.0f} s): {cmd}")
+        if abs(float(sim.get("top1")) - acc) > 1e-12:
+            log("ERROR: PyTorch and imcsim accuracies differ")
+            ok = False
+    log("verify: OK" if ok else "verify: FAILED")
+    return 0 if ok else 1
 
 
 def write_readme(out_dir: Path):
