@@ -39,6 +39,43 @@ std::string validate_nonideal_spec(const NonidealSpec& s) {
   return {};
 }
 
+// ---- ADC noise --------------------------------------------------------------------------------
+
+namespace {
+// Irwin-Hall sums (+6) of elements [n0, n0 + count) of stream `key`, as in gaussian_sample;
+// plain integer code that compilers vectorise (AVX2 clone on x86-64).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void irwin_hall_sums(uint64_t key, uint64_t n0, uint32_t count, uint32_t* sums) {
+  for (uint32_t j = 0; j < count; ++j) {
+    const uint64_t n = n0 + j;
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < 2; ++i) {
+      uint64_t z = key + (2 * n + i + 1) * kGamma;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      z = z ^ (z >> 31);
+      sum += irwin_hall_fields(z);
+    }
+    sums[j] = static_cast<uint32_t>(sum + 6);
+  }
+}
+}  // namespace
+
+void noise_block(uint64_t key, double sigma, uint64_t first, size_t count, int64_t* out) {
+  constexpr size_t kChunk = 256;
+  uint32_t sums[kChunk];
+  for (size_t j0 = 0; j0 < count; j0 += kChunk) {
+    const size_t m = std::min(kChunk, count - j0);
+    irwin_hall_sums(key, first + j0, static_cast<uint32_t>(m), sums);
+    for (size_t j = 0; j < m; ++j) {
+      const double z = static_cast<double>(static_cast<int32_t>(sums[j])) * 0x1p-10 - 6.0;
+      out[j0 + j] = rint_to_int((sigma * z) * kAnalogScale);
+    }
+  }
+}
+
 // ---- transfer curve --------------------------------------------------------------------------
 
 TransferCurve::TransferCurve(std::vector<TransferPoint> points) : points_(std::move(points)) {
@@ -62,7 +99,7 @@ int64_t TransferCurve::apply(int64_t x_fx) const {
   y = points_[j].y + y;
   y = y * kAnalogScale;
   y = std::min(std::max(y, -kAnalogLimitFxD), kAnalogLimitFxD);
-  return static_cast<int64_t>(std::nearbyint(y));
+  return rint_to_int(y);
 }
 
 // ---- ADC of an analog value ----------------------------------------------------------------
@@ -112,6 +149,149 @@ AnalogAdcResult adc_convert_analog(const AdcSpec& spec, uint64_t set, int64_t a)
     }
   }
   return {0, 0, false};
+}
+
+AnalogAdc::AnalogAdc(const AdcSpec& spec)
+    : spec_(&spec),
+      frac_bits_(spec.frac_bits),
+      half_away_(spec.rounding == AdcRounding::kHalfAway),
+      qmin_(spec.code_min()),
+      qmax_(spec.code_max()) {
+  if (spec.kind == AdcKind::kLinear)
+    for (int64_t st : spec.step_fx) {
+      inv_step_.push_back(1.0 / static_cast<double>(st));
+      inv_2step_.push_back(1.0 / static_cast<double>(2 * st));
+    }
+  if (spec.kind == AdcKind::kNonlinear) n_thresholds_ = spec.levels() - 1;
+  if (spec.kind != AdcKind::kIdeal) build_tables();
+}
+
+int64_t AnalogAdc::state(uint64_t set, int64_t a) const {
+  const AnalogAdcResult r = convert(set, a);
+  if (spec_->kind == AdcKind::kLinear && r.saturated) return r.code == qmin_ ? qmin_ - 1 : qmax_ + 1;
+  return r.code;
+}
+
+void AnalogAdc::build_tables() {
+  constexpr size_t kMaxBuckets = size_t{1} << 20, kMaxBucketsPerSet = 4096;
+  const uint64_t sets = spec_->kind == AdcKind::kLinear ? spec_->step_fx.size()
+                                                        : spec_->levels_fx.size() / spec_->levels();
+  std::vector<SetTable> tables(sets);
+  std::vector<Bucket> buckets;
+  std::vector<int64_t> change;  // change points of one set: first inputs of a new state
+  for (uint64_t set = 0; set < sets; ++set) {
+    // First input whose state exceeds state(from), in (from, kAnalogLimitFx]; none: limit + 1.
+    auto next_change = [&](int64_t from) {
+      const int64_t s0 = state(set, from);
+      int64_t lo = from + 1, hi = kAnalogLimitFx + 1;
+      while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (state(set, mid) > s0) hi = mid; else lo = mid + 1;
+      }
+      return lo;
+    };
+    change.clear();
+    for (int64_t c = next_change(-kAnalogLimitFx); c <= kAnalogLimitFx; c = next_change(c)) {
+      change.push_back(c);
+      if (change.size() > 2 * n_thresholds_ + 8 + (size_t{1} << spec_->bits)) return;  // not monotone-stepped
+    }
+    SetTable& t = tables[set];
+    t.first = buckets.size();
+    if (change.empty()) {  // constant: one bucket
+      buckets.push_back({INT64_MAX, convert(set, 0).value_fx, 0, convert(set, 0).saturated, 0});
+      t.count = 1;
+      continue;
+    }
+    int64_t spacing = INT64_MAX;
+    for (size_t i = 1; i < change.size(); ++i) spacing = std::min(spacing, change[i] - change[i - 1]);
+    uint32_t shift = 0;
+    while (shift < 40 && (int64_t{2} << shift) <= spacing) ++shift;
+    t.shift = shift;
+    t.base = change.front() - 1;
+    const int64_t width = int64_t{1} << shift;
+    const size_t count = static_cast<size_t>((change.back() - t.base) / width) + 1;
+    if (count > kMaxBucketsPerSet || buckets.size() + count > kMaxBuckets) return;
+    t.count = count;
+    size_t j = 0;  // next change point
+    for (size_t b = 0; b < count; ++b) {
+      const int64_t b0 = t.base + static_cast<int64_t>(b) * width, b1 = b0 + width;
+      while (j < change.size() && change[j] < b0) ++j;
+      Bucket e{};
+      if (j < change.size() && change[j] < b1) {
+        e.thr = change[j];
+        const AnalogAdcResult lo = convert(set, e.thr - 1), hi = convert(set, e.thr);
+        e.value_lo = lo.value_fx, e.sat_lo = lo.saturated;
+        e.value_hi = hi.value_fx, e.sat_hi = hi.saturated;
+      } else {
+        const AnalogAdcResult r = convert(set, b0);
+        e.thr = INT64_MAX;
+        e.value_lo = e.value_hi = r.value_fx;
+        e.sat_lo = e.sat_hi = r.saturated;
+      }
+      buckets.push_back(e);
+    }
+  }
+  tables_ = std::move(tables);
+  buckets_ = std::move(buckets);
+}
+
+uint64_t AnalogAdc::convert_row(const int64_t* a, size_t count, uint64_t set0, uint64_t set_step,
+                                int64_t* value_fx) const {
+  uint64_t saturated = 0;
+  if (!tables_.empty()) {
+    auto lookup = [&](const SetTable& t, int64_t x, int64_t& value) {
+      int64_t b = (x - t.base) >> t.shift;
+      b = b < 0 ? 0 : (b >= static_cast<int64_t>(t.count) ? static_cast<int64_t>(t.count) - 1 : b);
+      const Bucket& e = buckets_[t.first + static_cast<size_t>(b)];
+      const int64_t hi = -static_cast<int64_t>(x >= e.thr);  // all ones or zero: no branch
+      value = e.value_lo ^ ((e.value_lo ^ e.value_hi) & hi);
+      return static_cast<uint64_t>((e.sat_lo ^ ((e.sat_lo ^ e.sat_hi) & hi)) & 1);
+    };
+    if (set_step == 0) {
+      const SetTable t = tables_[set0];
+      for (size_t n = 0; n < count; ++n) saturated += lookup(t, a[n], value_fx[n]);
+    } else {
+      for (size_t n = 0; n < count; ++n) saturated += lookup(tables_[set0 + n * set_step], a[n], value_fx[n]);
+    }
+    return saturated;
+  }
+  // One loop per (kind, rounding, frac_bits >= 16), so that the loop body has no invariant branch.
+  auto linear = [&]<bool kHalfAway, bool kWide>() {
+    const uint32_t sh = kWide ? frac_bits_ - kAnalogFracBits : kAnalogFracBits - frac_bits_;
+    for (size_t n = 0; n < count; ++n) {
+      const uint64_t set = set0 + n * set_step;
+      const int64_t st = spec_->step_fx[set], c = spec_->centre_fx[set];
+      int64_t r;
+      if constexpr (!kHalfAway) {
+        const int64_t vf = kWide ? a[n] * (int64_t{1} << sh) : a[n] >> sh;
+        r = div_floor(vf - c, st, inv_step_[set]);
+      } else {
+        const int64_t hf = kWide ? a[n] * (int64_t{2} << sh) : a[n] >> (sh - 1);
+        const int64_t hc = kWide ? hf : -((-a[n]) >> (sh - 1));
+        const int64_t up = hf - 2 * c, down = 2 * c - hc;
+        const bool negative = up < 0;
+        const int64_t q = div_floor((negative ? down : up) + st, 2 * st, inv_2step_[set]);
+        r = negative ? -q : q;
+      }
+      saturated += (r < qmin_) | (r > qmax_);
+      const int64_t code = r < qmin_ ? qmin_ : (r > qmax_ ? qmax_ : r);
+      value_fx[n] = c + code * st;
+    }
+  };
+  const bool wide = frac_bits_ >= kAnalogFracBits;
+  switch (spec_->kind) {
+    case AdcKind::kLinear:
+      if (half_away_) {
+        if (wide) linear.template operator()<true, true>(); else linear.template operator()<true, false>();
+      } else {
+        if (wide) linear.template operator()<false, true>(); else linear.template operator()<false, false>();
+      }
+      break;
+    default:
+      for (size_t n = 0; n < count; ++n) value_fx[n] = convert(set0 + n * set_step, a[n]).value_fx;
+      break;
+  }
+  return saturated;
 }
 
 // ---- programmed cells ----------------------------------------------------------------------
@@ -167,7 +347,7 @@ NonidealCrossbar::NonidealCrossbar(const ProgrammedCrossbar& ideal, std::span<co
             g = std::max(g, 0.0);
             g = static_cast<double>(level[n]) * g;
             g = g * kAnalogScale;
-            fx_[base + n] = static_cast<int32_t>(fx_[base + n] + sign * static_cast<int64_t>(std::nearbyint(g)));
+            fx_[base + n] = static_cast<int32_t>(fx_[base + n] + sign * rint_to_int(g));
           }
         }
         physical_cells_ += n_cols_;

@@ -78,18 +78,20 @@ inline uint64_t rng_key(std::initializer_list<uint64_t> values) {
   return h;
 }
 
-// Standard-normal approximation of element n of stream `key`: the Irwin-Hall sum of twelve
-// 16-bit uniforms, the four 16-bit fields of outputs 3n, 3n+1, 3n+2, centred:
-// z = (sum + 6) * 2^-16 - 6, exact in float64, z in (-6, 6), mean 0, variance 1 - 2^-32.
+// Irwin-Hall sum of element n of stream `key`: the twelve 10-bit fields (bits 0-9, 10-19, ...,
+// 50-59) of outputs 2n and 2n+1, summed; in [0, 12 * 1023].
+inline uint64_t irwin_hall_fields(uint64_t o) {
+  constexpr uint64_t kMask = 0x3FFull | (0x3FFull << 20) | (0x3FFull << 40);
+  const uint64_t pairs = (o & kMask) + ((o >> 10) & kMask);  // three 20-bit slots, no carries
+  return (pairs & 0xFFFFFull) + ((pairs >> 20) & 0xFFFFFull) + (pairs >> 40);
+}
+// Standard-normal approximation of element n of stream `key`: the Irwin-Hall sum S of twelve
+// 10-bit uniforms, centred: z = (S + 6) * 2^-10 - 6, exact in float64, z in (-6, 6), mean 0,
+// variance 1 - 2^-20.
 inline double gaussian_sample(uint64_t key, uint64_t n) {
-  uint64_t sum = 0;
-  for (uint64_t i = 0; i < 3; ++i) {
-    const uint64_t o = splitmix64_output(key, 3 * n + i);
-    // Four 16-bit fields added pairwise within the word (no carries cross 32 bits).
-    const uint64_t pairs = (o & 0x0000FFFF0000FFFFull) + ((o >> 16) & 0x0000FFFF0000FFFFull);
-    sum += (pairs & 0xFFFFFFFFull) + (pairs >> 32);
-  }
-  return static_cast<double>(sum + 6) * 0x1p-16 - 6.0;
+  const uint64_t sum = irwin_hall_fields(splitmix64_output(key, 2 * n)) +
+                       irwin_hall_fields(splitmix64_output(key, 2 * n + 1));
+  return static_cast<double>(sum + 6) * 0x1p-10 - 6.0;
 }
 // Uniform in [0, 1) from element n of stream `key`: (output n >> 11) * 2^-53, exact.
 inline double uniform_sample(uint64_t key, uint64_t n) {
@@ -104,10 +106,19 @@ constexpr double kAnalogScale = 65536.0;
 constexpr int64_t kAnalogLimitFx = int64_t{1} << 46;   // |ADC input| <= 2^30 LSB
 constexpr double kAnalogLimitFxD = 70368744177664.0;  // 2^46
 
-// Noise in analog units: rint((sigma * z) * 2^16).
-inline int64_t noise_fx(double sigma, double z) {
-  return static_cast<int64_t>(std::nearbyint((sigma * z) * kAnalogScale));
+// rint (round half to even, the IEEE default mode) of |x| < 2^51 as an integer, without a libm
+// call: adding and subtracting 1.5 * 2^52 rounds to an integer in the current (nearest) mode.
+inline int64_t rint_to_int(double x) {
+  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+  return static_cast<int64_t>((x + kMagic) - kMagic);  // not folded: no -ffast-math
 }
+
+// Noise in analog units: rint((sigma * z) * 2^16).
+inline int64_t noise_fx(double sigma, double z) { return rint_to_int((sigma * z) * kAnalogScale); }
+// out[j] = noise_fx(sigma, gaussian_sample(key, first + j)) for j = 0 .. count-1, vectorised
+// where the CPU allows.
+void noise_block(uint64_t key, double sigma, uint64_t first, size_t count, int64_t* out);
+
 inline int64_t clamp_analog(int64_t a) {
   return a < -kAnalogLimitFx ? -kAnalogLimitFx : (a > kAnalogLimitFx ? kAnalogLimitFx : a);
 }
@@ -136,6 +147,102 @@ struct AnalogAdcResult {
   bool saturated;  // linear ADC only: the unclipped code lay outside [qmin, qmax]
 };
 AnalogAdcResult adc_convert_analog(const AdcSpec& spec, uint64_t set, int64_t a_fx);
+
+// The same conversion, prepared for speed (division by multiplication with a corrected floor,
+// branchless threshold search); equal to adc_convert_analog for every input.
+class AnalogAdc {
+ public:
+  explicit AnalogAdc(const AdcSpec& spec);
+  // value_fx[n] of inputs a[n], n < count, with parameter set set0 + n * set_step; returns the
+  // number of saturated conversions.
+  uint64_t convert_row(const int64_t* a, size_t count, uint64_t set0, uint64_t set_step, int64_t* value_fx) const;
+
+  AnalogAdcResult convert(uint64_t set, int64_t a) const {
+    int64_t vf, hf, hc;
+    if (frac_bits_ >= kAnalogFracBits) {
+      vf = a * (int64_t{1} << (frac_bits_ - kAnalogFracBits));
+      hf = hc = 2 * vf;
+    } else {
+      const uint32_t sh = kAnalogFracBits - frac_bits_;
+      vf = a >> sh;
+      hf = a >> (sh - 1);
+      hc = -((-a) >> (sh - 1));
+    }
+    switch (spec_->kind) {
+      case AdcKind::kIdeal:
+        return {(a + (int64_t{1} << (kAnalogFracBits - 1))) >> kAnalogFracBits, (hf + 1) >> 1, false};
+      case AdcKind::kLinear: {
+        const int64_t st = spec_->step_fx[set], c = spec_->centre_fx[set];
+        int64_t r;
+        if (!half_away_) {
+          r = div_floor(vf - c, st, inv_step_[set]);
+        } else {
+          // |2 num| rounded away from zero's side: hf - 2c if num >= 0, else 2c - hc (branchless).
+          const int64_t up = hf - 2 * c, down = 2 * c - hc;
+          const bool negative = up < 0;
+          const int64_t q = div_floor((negative ? down : up) + st, 2 * st, inv_2step_[set]);
+          r = negative ? -q : q;
+        }
+        const bool sat = r < qmin_ || r > qmax_;
+        const int64_t code = r < qmin_ ? qmin_ : (r > qmax_ ? qmax_ : r);
+        return {code, c + code * st, sat};
+      }
+      case AdcKind::kNonlinear: {
+        const int64_t* b = spec_->thresholds_fx.data() + set * n_thresholds_;
+        const int64_t* const t0 = b;
+        size_t len = n_thresholds_;
+        while (len > 1) {
+          const size_t half = len / 2;
+          b = b[half] <= vf ? b + half : b;
+          len -= half;
+        }
+        const int64_t code = (b - t0) + (*b <= vf ? 1 : 0);
+        return {code, spec_->levels_fx[set * (n_thresholds_ + 1) + static_cast<size_t>(code)], false};
+      }
+    }
+    return {0, 0, false};
+  }
+
+ private:
+  // floor(num / d), d > 0: a float64 estimate, floored without libm, corrected to the exact
+  // result (the estimate is off by at most one except for huge quotients, hence the loops).
+  static int64_t div_floor(int64_t num, int64_t d, double inv_d) {
+    const double x = static_cast<double>(num) * inv_d;
+    int64_t q = static_cast<int64_t>(x);
+    q -= x < static_cast<double>(q) ? 1 : 0;
+    while (q * d > num) --q;
+    while ((q + 1) * d <= num) ++q;
+    return q;
+  }
+  // Bucket tables (LINEAR / NONLINEAR): per parameter set, the inputs are cut into buckets of
+  // 2^shift analog units, no wider than the smallest distance between two inputs where the
+  // conversion result changes, so a bucket holds at most one such change point `thr`. Built by
+  // the exact conversion itself (binary searches), hence equal to it by construction; inputs
+  // outside the table clamp to its first / last bucket, beyond every change point.
+  struct Bucket {
+    int64_t thr;                // first input of the bucket with the upper result (INT64_MAX: none)
+    int64_t value_lo, value_hi;
+    uint8_t sat_lo, sat_hi;
+  };
+  struct SetTable {
+    int64_t base = 0;
+    uint32_t shift = 0;
+    size_t first = 0, count = 0;  // buckets_[first, first + count)
+  };
+  void build_tables();
+  // The monotone state of an input: the code, or for a linear ADC the code clipped to
+  // [qmin - 1, qmax + 1] (saturation included).
+  int64_t state(uint64_t set, int64_t a) const;
+
+  const AdcSpec* spec_;
+  uint32_t frac_bits_;
+  bool half_away_;
+  int64_t qmin_, qmax_;
+  size_t n_thresholds_ = 0;
+  std::vector<double> inv_step_, inv_2step_;
+  std::vector<SetTable> tables_;  // empty: no tables (convert directly)
+  std::vector<Bucket> buckets_;
+};
 
 // ---- programmed cells ----------------------------------------------------------------------
 

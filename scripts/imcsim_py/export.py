@@ -146,7 +146,7 @@ def add_goldens(graph, pixels, labels, indices, ref: R.Reference | None = None):
     last_bits = ref.output_info.bits
     for i in indices:
         codes = ref.input_codes(pixels[i:i + 1])[0]
-        recs = R.golden_record(ref, codes)
+        recs = R.golden_record(ref, codes, int(i))   # the dataset index keys the ADC noise
         gp = graph.golden.add()
         gp.dataset_index = int(i)
         gp.label = int(labels[i])
@@ -181,7 +181,7 @@ def check_goldens(graph, ref: R.Reference | None = None):
     problems = []
     for gp in graph.golden:
         codes = np.asarray(gp.input_codes, dtype=np.int64).reshape(ref.input_shape)
-        recs = R.golden_record(ref, codes)
+        recs = R.golden_record(ref, codes, int(gp.dataset_index))
         tag = f"golden[{gp.dataset_index}]"
         if len(recs) != len(gp.nodes):
             problems.append(f"{tag}: {len(gp.nodes)} node records, expected {len(recs)}")

@@ -173,6 +173,252 @@ def row_tiles(tiling: int, K: int, R: int, Cin: int, kh: int, kw: int):
     raise GraphError(f"unknown row tiling {tiling}")
 
 
+def programmed_cells(W, encoding: int, Bw: int, Bc: int, slices, ni: "NonIdeal", seed: int,
+                     node_index: int):
+    """Cells programmed with stuck-at faults and conductance variation (SEMANTICS.md step 5):
+    int64 [S][K][N] levels (no variation) or fixed-point conductances in 2^-16 units, W+ minus
+    W- for DIFFERENTIAL_ANALOG; and whether they are integer levels."""
+    W = np.asarray(W, dtype=np.int64)
+    K, N = W.shape
+    S = len(slices)
+    if encoding == ENC_DIFF_ANALOG:
+        pols = [(0, [(lo, nb, sg, "+") for lo, nb, sg, _ in slices]),
+                (1, [(lo, nb, sg, "-") for lo, nb, sg, _ in slices])]
+    else:
+        pols = [(0, slices)]
+    integer = not ni.variation
+    out = np.zeros((S, K, N), dtype=np.int64)
+    t0 = np.float64(ni.stuck_at_rate) * (np.float64(1.0) - np.float64(ni.stuck_at_max_fraction))
+    t1 = np.float64(ni.stuck_at_rate)
+    top = (1 << Bc) - 1
+    ks = np.arange(K, dtype=np.uint64)[:, None]
+    ss = np.arange(S, dtype=np.uint64)[None, :]
+    n = np.arange(N, dtype=np.uint64)[None, None, :]
+    for pol, sl in pols:
+        lev = cell_values(W, encoding, Bw, sl).transpose(1, 0, 2)          # [K][S][N]
+        sign = -1 if pol == 1 else 1
+        if ni.stuck:
+            h = rng_extend(rng_extend(rng_key(seed, STREAM_STUCK_AT, node_index), ks), ss)
+            key = rng_extend(h, np.uint64(pol))[:, :, None]                  # [K][S][1]
+            u = uniform_sample(key, n)
+            lev = np.where(u < t0, 0, np.where(u < t1, top, lev))
+        if integer:
+            out += sign * lev.transpose(1, 0, 2)
+        else:
+            h = rng_extend(rng_extend(rng_key(seed, STREAM_VARIATION, node_index), ks), ss)
+            key = rng_extend(h, np.uint64(pol))[:, :, None]
+            g = np.float64(ni.conductance_variation_sigma) * gaussian_sample(key, n)
+            g = np.float64(1.0) + g
+            g = np.maximum(g, 0.0)
+            g = lev.astype(np.float64) * g
+            g = g * np.float64(FX_ONE)
+            out += sign * np.rint(g).astype(np.int64).transpose(1, 0, 2)
+    return out, integer
+
+
+def stuck_counts(W, encoding, Bw, Bc, slices, ni, seed, node_index):
+    """(stuck at 0, stuck at top, physical cells) of a layer, for tests."""
+    W = np.asarray(W, dtype=np.int64)
+    K, N = W.shape
+    S = len(slices)
+    npol = 2 if encoding == ENC_DIFF_ANALOG else 1
+    t0 = np.float64(ni.stuck_at_rate) * (np.float64(1.0) - np.float64(ni.stuck_at_max_fraction))
+    t1 = np.float64(ni.stuck_at_rate)
+    z = m = 0
+    for pol in range(npol):
+        h = rng_extend(rng_extend(rng_key(seed, STREAM_STUCK_AT, node_index),
+                                  np.arange(K, dtype=np.uint64)[:, None]),
+                       np.arange(S, dtype=np.uint64)[None, :])
+        u = uniform_sample(rng_extend(h, np.uint64(pol))[:, :, None],
+                           np.arange(N, dtype=np.uint64)[None, None, :])
+        z += int(np.sum(u < t0))
+        m += int(np.sum((u >= t0) & (u < t1)))
+    return z, m, npol * K * S * N
+
+
+# ---------------------------------------------------------------------------------------
+# Non-idealities (SEMANTICS.md step 5): counter-based RNG, programmed cells, transfer curve,
+# ADC noise, ADC of analog values
+# ---------------------------------------------------------------------------------------
+
+FX_BITS = 16                      # analog values are int64 in units of 2^-16 LSB
+FX_ONE = 1 << FX_BITS
+ANALOG_LIMIT = 1 << 46            # |ADC input| <= 2^46 units (2^30 LSB)
+_GAMMA = 0x9E3779B97F4A7C15
+_C1, _C2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+STREAM_ADC_NOISE, STREAM_STUCK_AT, STREAM_VARIATION = 1, 2, 3
+MAX_NOISE_SIGMA_LSB = float(1 << 20)
+MAX_VARIATION_SIGMA = 1.0
+MAX_TRANSFER_ABS = float(1 << 30)
+MAX_TRANSFER_POINTS = 4096
+_IH_MASK = np.uint64(0x3FF | (0x3FF << 20) | (0x3FF << 40))
+
+
+@dataclass(frozen=True)
+class NonIdeal:
+    """Analog non-idealities; the fields and their JSON names are those of the arch config's
+    "nonidealities" section (docs/arch_config.md). All off by default."""
+    adc_noise_sigma_lsb: float = 0.0
+    conductance_variation_sigma: float = 0.0
+    transfer_curve: tuple = ()            # ((x, y), ...) in partial-sum LSB, x increasing
+    stuck_at_rate: float = 0.0
+    stuck_at_max_fraction: float = 0.5
+
+    KEYS = ("adc_noise_sigma_lsb", "conductance_variation_sigma", "transfer_curve",
+            "stuck_at_rate", "stuck_at_max_fraction")
+
+    def __post_init__(self):
+        object.__setattr__(self, "transfer_curve",
+                           tuple((float(x), float(y)) for x, y in self.transfer_curve))
+        problem = self.problem()
+        if problem:
+            raise ValueError(f"nonidealities: {problem}")
+
+    def problem(self) -> str:
+        """'' if valid, else what is wrong (the C++ config's rules)."""
+        def bad(v, lo, hi):
+            return not (lo <= v <= hi)
+        if bad(self.adc_noise_sigma_lsb, 0.0, MAX_NOISE_SIGMA_LSB):
+            return f"adc_noise_sigma_lsb must be in [0, 2^20], got {self.adc_noise_sigma_lsb}"
+        if bad(self.conductance_variation_sigma, 0.0, MAX_VARIATION_SIGMA):
+            return f"conductance_variation_sigma must be in [0, 1], got {self.conductance_variation_sigma}"
+        if bad(self.stuck_at_rate, 0.0, 1.0):
+            return f"stuck_at_rate must be in [0, 1], got {self.stuck_at_rate}"
+        if bad(self.stuck_at_max_fraction, 0.0, 1.0):
+            return f"stuck_at_max_fraction must be in [0, 1], got {self.stuck_at_max_fraction}"
+        t = self.transfer_curve
+        if len(t) == 1:
+            return "transfer_curve needs at least 2 points (or none)"
+        if len(t) > MAX_TRANSFER_POINTS:
+            return f"transfer_curve has {len(t)} points, at most {MAX_TRANSFER_POINTS} allowed"
+        for i, (x, y) in enumerate(t):
+            if bad(x, -MAX_TRANSFER_ABS, MAX_TRANSFER_ABS) or bad(y, -MAX_TRANSFER_ABS, MAX_TRANSFER_ABS):
+                return f"transfer_curve point {i} must be finite with |x|, |y| <= 2^30"
+            if i > 0 and not x > t[i - 1][0]:
+                return (f"transfer_curve x values must be strictly increasing (sorted): point {i} "
+                        f"has x = {x} after x = {t[i - 1][0]}")
+        return ""
+
+    @property
+    def noise(self):
+        return self.adc_noise_sigma_lsb > 0
+
+    @property
+    def variation(self):
+        return self.conductance_variation_sigma > 0
+
+    @property
+    def stuck(self):
+        return self.stuck_at_rate > 0
+
+    @property
+    def transfer(self):
+        return len(self.transfer_curve) > 0
+
+    def active(self) -> bool:
+        return self.noise or self.variation or self.stuck or self.transfer
+
+    @classmethod
+    def from_dict(cls, d):
+        """From a config-style dict (unknown keys are errors)."""
+        d = dict(d or {})
+        unknown = sorted(set(d) - set(cls.KEYS))
+        if unknown:
+            raise ValueError(f"nonidealities: unknown key(s) {unknown} (expected one of {list(cls.KEYS)})")
+        return cls(**d)
+
+    def to_dict(self):
+        return {"adc_noise_sigma_lsb": self.adc_noise_sigma_lsb,
+                "conductance_variation_sigma": self.conductance_variation_sigma,
+                "transfer_curve": [list(p) for p in self.transfer_curve],
+                "stuck_at_rate": self.stuck_at_rate,
+                "stuck_at_max_fraction": self.stuck_at_max_fraction}
+
+
+def _u64(v):
+    return np.asarray(v, dtype=np.uint64)
+
+
+def splitmix64_mix(z):
+    """splitmix64's output function on uint64 arrays (wrapping arithmetic)."""
+    z = _u64(z)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(_C1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(_C2)
+    return z ^ (z >> np.uint64(31))
+
+
+def splitmix64_output(state, i):
+    """Output i (0-based) of a splitmix64 generator seeded with `state`:
+    mix(state + (i + 1) * gamma) mod 2^64 (arrays broadcast)."""
+    with np.errstate(over="ignore"):
+        return splitmix64_mix(_u64(state) + (_u64(i) + np.uint64(1)) * np.uint64(_GAMMA))
+
+
+def rng_extend(h, v):
+    """H(..., v) from H(...): splitmix64_output(h ^ v, 0)."""
+    return splitmix64_output(_u64(h) ^ _u64(v), 0)
+
+
+def rng_key(*values) -> int:
+    """H(v_0, ..., v_m) with H() = 0 (a Python int)."""
+    h = np.uint64(0)
+    for v in values:
+        h = rng_extend(h, np.uint64(int(v) & _U64))
+    return int(h)
+
+
+def _irwin_hall_fields(o):
+    """Sum of the six 10-bit fields (bits 0-9, ..., 50-59) of each uint64."""
+    pairs = (o & _IH_MASK) + ((o >> np.uint64(10)) & _IH_MASK)
+    m20 = np.uint64(0xFFFFF)
+    return (pairs & m20) + ((pairs >> np.uint64(20)) & m20) + (pairs >> np.uint64(40))
+
+
+def gaussian_sample(key, n):
+    """z of element n of stream `key`: (S + 6) * 2^-10 - 6, S the Irwin-Hall sum of the twelve
+    10-bit fields of outputs 2n and 2n + 1 (float64, exact)."""
+    n = _u64(n)
+    with np.errstate(over="ignore"):
+        s = _irwin_hall_fields(splitmix64_output(key, np.uint64(2) * n)) + \
+            _irwin_hall_fields(splitmix64_output(key, np.uint64(2) * n + np.uint64(1)))
+    return (s + np.uint64(6)).astype(np.float64) * np.float64(2.0 ** -10) - np.float64(6.0)
+
+
+def uniform_sample(key, n):
+    """(output n >> 11) * 2^-53 in [0, 1) (float64, exact)."""
+    return (splitmix64_output(key, n) >> np.uint64(11)).astype(np.float64) * np.float64(2.0 ** -53)
+
+
+def noise_fx(sigma: float, z):
+    """rint((sigma * z) * 2^16) as int64."""
+    return np.rint((np.float64(sigma) * z) * np.float64(FX_ONE)).astype(np.int64)
+
+
+class TransferCurve:
+    """Piecewise-linear curve through (x, y) points (LSB), extrapolated by the end segments."""
+
+    def __init__(self, points):
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        if len(pts) < 2:
+            raise ValueError("transfer curve needs at least 2 points")
+        self.x, self.y = pts[:, 0].copy(), pts[:, 1].copy()
+        self.slope = (self.y[1:] - self.y[:-1]) / (self.x[1:] - self.x[:-1])
+
+    def apply(self, a_fx):
+        """y_fx = rint(clip((y_j + ((x - x_j) * slope_j)) * 2^16, -2^46, 2^46)), x = a_fx * 2^-16,
+        j = #{i : x_i <= x} - 1 clipped to [0, m - 2]."""
+        a_fx = np.asarray(a_fx, dtype=np.int64)
+        x = a_fx.astype(np.float64) * np.float64(2.0 ** -16)
+        j = np.clip(np.searchsorted(self.x, x, side="right") - 1, 0, len(self.x) - 2)
+        y = x - self.x[j]
+        y = y * self.slope[j]
+        y = self.y[j] + y
+        y = y * np.float64(FX_ONE)
+        y = np.clip(y, -float(ANALOG_LIMIT), float(ANALOG_LIMIT))
+        return np.rint(y).astype(np.int64)
+
+
 # ---------------------------------------------------------------------------------------
 # ADC
 # ---------------------------------------------------------------------------------------
@@ -278,6 +524,49 @@ class Adc:
         return code, value
 
 
+    def convert_analog(self, a, sidx):
+        """(code, value_fx, saturated) of analog inputs a (int64, units 2^-16 LSB): the step-6
+        formulas evaluated exactly on the real value a * 2^-16 (SEMANTICS.md step 5)."""
+        a = np.asarray(a, dtype=np.int64)
+        F = self.F
+        if F >= FX_BITS:
+            vf = a << (F - FX_BITS)
+            hf = hc = 2 * vf
+        else:
+            sh = FX_BITS - F
+            vf = a >> sh
+            hf = a >> (sh - 1)
+            hc = -((-a) >> (sh - 1))
+        if self.kind == ADC_IDEAL:
+            code = (a + (1 << (FX_BITS - 1))) >> FX_BITS
+            return code, (hf + 1) >> 1, np.zeros(a.shape, dtype=bool)
+        if self.kind == ADC_LINEAR:
+            c = self.centre[sidx]
+            st = self.step[sidx]
+            if self.rounding == ROUND_FLOOR:
+                r = np.floor_divide(vf - c, st)
+            else:
+                up = hf - 2 * c
+                neg = up < 0
+                q = np.floor_divide(np.where(neg, 2 * c - hc, up) + st, 2 * st)
+                r = np.where(neg, -q, q)
+            sat = (r < self.qmin) | (r > self.qmax)
+            code = np.clip(r, self.qmin, self.qmax)
+            return code, c + code * st, sat
+        L1 = self.thr.shape[1]
+        flat = self.thr.ravel()
+        base = np.asarray(sidx, dtype=np.int64) * L1
+        code = np.zeros(np.broadcast(vf, base).shape, dtype=np.int64)
+        for b in reversed(range(self.B)):
+            cand = code + (1 << b)
+            ok = cand <= L1
+            idx = base + np.minimum(cand, L1) - 1
+            ok &= flat[idx] <= vf
+            code = np.where(ok, cand, code)
+        value = self.lev.ravel()[np.asarray(sidx, dtype=np.int64) * (L1 + 1) + code]
+        return code, value, np.zeros(code.shape, dtype=bool)
+
+
 # ---------------------------------------------------------------------------------------
 # IMC layer
 # ---------------------------------------------------------------------------------------
@@ -310,8 +599,11 @@ class _Tile:
 class ImcLayer:
     """One IMC node (Conv2d / Linear) of a graph, precomputed for fast batched runs."""
 
-    def __init__(self, node, in_info: TensorInfo, use_lut: bool = True):
+    def __init__(self, node, in_info: TensorInfo, use_lut: bool = True,
+                 nonideal: "NonIdeal | None" = None, seed: int = 0, node_index: int = 0):
         L = node.imc
+        self.ni = nonideal if nonideal is not None and nonideal.active() else None
+        self.seed, self.node_index = int(seed), int(node_index)
         self.name = node.name
         where = f"node '{node.name}' (imc)"
         self.where = where
@@ -374,6 +666,13 @@ class ImcLayer:
         self.Wmat = w.reshape(N, K).T.copy()                 # W[k][n]
         self.sumW = self.Wmat.sum(axis=0)                     # [N]
         cells = cell_values(self.Wmat, self.encoding, self.Bw, self.slices)   # [S][K][N]
+        self.integer_cells = True
+        if self.ni is not None:
+            cells, self.integer_cells = programmed_cells(self.Wmat, self.encoding, self.Bw, self.Bc,
+                                                         self.slices, self.ni, self.seed,
+                                                         self.node_index)
+            self.curve = TransferCurve(self.ni.transfer_curve) if self.ni.transfer else None
+            self.noise_key = rng_key(self.seed, STREAM_ADC_NOISE, self.node_index)
 
         tiles = row_tiles(L.row_tiling, K, int(L.array_rows), self.Cin, self.kh, self.kw)
         self.G = len(tiles)
@@ -388,13 +687,16 @@ class ImcLayer:
         for g, (lo, hi) in enumerate(tiles):
             Kg = hi - lo
             pmax = Kg * umax * dmax
-            if pmax >= _F64_EXACT:
+            if self.ni is not None:   # programmed cells: bound from the actual cell values
+                pmax = Kg * umax * int(np.abs(cells[:, lo:hi, :]).max(initial=0))
+            if pmax >= _F64_EXACT and self.ni is None:
                 raise GraphError(f"{where}: partial sums up to {pmax} not exact in float64")
             pmin = -pmax if signed_cells else 0
             bound_all = max(bound_all, pmax)
             cg = cells[:, lo:hi, :].transpose(1, 0, 2).reshape(Kg, self.S * N)
             self.tiles.append(_Tile(lo, hi, cg, pmin, pmax, self.adc.set_index(g)))
-        self.mm_dtype = np.float32 if bound_all < _F32_EXACT else np.float64
+        self.mm_dtype = (np.float32 if bound_all < _F32_EXACT else
+                         np.float64 if bound_all < _F64_EXACT else np.int64)
         for t in self.tiles:
             t.cells = np.ascontiguousarray(t.cells.astype(self.mm_dtype))
 
@@ -404,6 +706,9 @@ class ImcLayer:
         self.coef = np.array([[sg_t * sg_s * (1 << (lo_t + lo_s))
                                for (lo_s, _, sg_s, _) in self.slices]
                               for (lo_t, _, sg_t) in self.groups], dtype=np.int64)
+        if self.ni is not None:
+            use_lut = False     # analog values: the direct conversion only
+            bound_all = max(bound_all >> (0 if self.integer_cells else FX_BITS), 1)
         vb = self.adc.value_bound(bound_all)
         corr = (abs(self.a - self.zx) * int(np.abs(self.Wmat).sum(axis=0).max())
                 + (K << (self.Bw - 1 + self.Bx))) << self.F
@@ -475,18 +780,29 @@ class ImcLayer:
         return np.ascontiguousarray(cols, dtype=np.int64)
 
     # -- the layer ----------------------------------------------------------------------
-    def accumulate(self, X: np.ndarray, record: bool = False, psum_hook=None):
-        """acc_fx [R][N] int64 of lowered inputs X [R][K]. With record=True also returns
-        psums and ADC codes [R][G][S][T][N]. psum_hook(g, pint [R][T][S][N]) sees every
-        tile's partial sums."""
+    def accumulate(self, X: np.ndarray, record: bool = False, psum_hook=None, images=None):
+        """acc_fx [R][N] int64 of lowered inputs X [R][K] (R = images x positions). With
+        record=True also returns psums and ADC codes [R][G][S][T][N] (with non-idealities the
+        psums are the analog ADC inputs, units 2^-16 LSB). psum_hook(g, pint [R][T][S][N]) sees
+        every tile's partial sums (non-ideal: floor of the ADC inputs). images: the dataset index
+        of each image (keys the ADC noise; default 0, 1, ...)."""
         Rn = X.shape[0]
         per_row = self.T * self.S * self.N
         chunk = max(1, CHUNK_ELEMS // per_row)
         acc = np.empty((Rn, self.N), dtype=np.int64)
         ps_rec, code_rec = [], []
+        if images is None:
+            images = np.arange(-(-Rn // self.P), dtype=np.int64)
+        images = np.asarray(images, dtype=np.int64)
+        rows = np.arange(Rn, dtype=np.int64)
+        row_image, row_pos = images[rows // self.P], rows % self.P
         for r0 in range(0, Rn, chunk):
             r1 = min(Rn, r0 + chunk)
-            a_, p_, c_ = self._accumulate_chunk(X[r0:r1], record, psum_hook)
+            if self.ni is not None:
+                a_, p_, c_ = self._accumulate_chunk_nonideal(X[r0:r1], record, psum_hook,
+                                                             row_image[r0:r1], row_pos[r0:r1])
+            else:
+                a_, p_, c_ = self._accumulate_chunk(X[r0:r1], record, psum_hook)
             acc[r0:r1] = a_
             if record:
                 ps_rec.append(p_)
@@ -532,6 +848,49 @@ class ImcLayer:
             acc -= (xs.sum(axis=1, keepdims=True) << (self.Bw - 1)) << F
         if record:
             # [G][R][T][S][N] -> [R][G][S][T][N]
+            ps = np.stack(ps_tiles).transpose(1, 0, 3, 2, 4)
+            cd = np.stack(code_tiles).transpose(1, 0, 3, 2, 4)
+            return acc, ps, cd
+        return acc, None, None
+
+    def _accumulate_chunk_nonideal(self, X, record, psum_hook, row_image, row_pos):
+        """_accumulate_chunk with the programmed cells and the analog pipeline of step 5:
+        a = clip(curve(x) + noise, -2^46, 2^46), converted by Adc.convert_analog."""
+        R = X.shape[0]
+        T, S, N, F, G = self.T, self.S, self.N, self.F, self.G
+        xs = X - self.a
+        pattern = xs & ((1 << self.Bx) - 1)
+        acc = np.zeros((R, N), dtype=np.int64)
+        ps_tiles, code_tiles = [], []
+        if self.ni.noise:
+            img_key = rng_extend(np.uint64(self.noise_key), row_image.astype(np.uint64))    # [R]
+            # conversion index in the canonical [P][G][S][T][N] order, laid out [R][T][S][N]
+            tsn = ((np.arange(S)[None, :, None] * T + np.arange(T)[:, None, None]) * N
+                   + np.arange(N)[None, None, :])                                        # [T][S][N]
+        for g, t in enumerate(self.tiles):
+            U = ((pattern[:, None, t.lo:t.hi] >> self._glo) & self._gmask)
+            U = U.astype(self.mm_dtype).reshape(R * T, t.hi - t.lo)
+            pf = (U @ t.cells).reshape(R, T, S, N)
+            x = pf.astype(np.int64)
+            if self.integer_cells:
+                x = x << FX_BITS
+            if self.curve is not None:
+                x = self.curve.apply(x)
+            if self.ni.noise:
+                idx = ((row_pos[:, None, None, None] * G + g) * (S * T * N) + tsn[None]).astype(np.uint64)
+                z = gaussian_sample(img_key[:, None, None, None], idx)
+                x = np.clip(x + noise_fx(self.ni.adc_noise_sigma_lsb, z), -ANALOG_LIMIT, ANALOG_LIMIT)
+            if psum_hook is not None:
+                psum_hook(g, x >> FX_BITS)
+            code, val, _ = self.adc.convert_analog(x, t.sidx[None, None])
+            acc += (val * self.coef[None, :, :, None]).reshape(R, T * S, N).sum(axis=1)
+            if record:
+                ps_tiles.append(x)
+                code_tiles.append(code)
+        acc += (np.int64(self.a - self.zx) * self.sumW) << F
+        if self.encoding == ENC_OFFSET:
+            acc -= (xs.sum(axis=1, keepdims=True) << (self.Bw - 1)) << F
+        if record:
             ps = np.stack(ps_tiles).transpose(1, 0, 3, 2, 4)
             cd = np.stack(code_tiles).transpose(1, 0, 3, 2, 4)
             return acc, ps, cd
@@ -612,7 +971,14 @@ class NodeTrace:
 class Reference:
     """The numpy reference of a whole graph."""
 
-    def __init__(self, graph, use_lut: bool = True):
+    def __init__(self, graph, use_lut: bool = True, nonideal: "NonIdeal | dict | None" = None,
+                 seed: int = 0):
+        """nonideal (a NonIdeal or a config-style dict; off by default) and seed select the
+        analog non-idealities of SEMANTICS.md step 5."""
+        if isinstance(nonideal, dict):
+            nonideal = NonIdeal.from_dict(nonideal)
+        self.nonideal = nonideal if nonideal is not None else NonIdeal()
+        self.seed = int(seed)
         if graph.format_version != 1:
             raise GraphError(f"format_version {graph.format_version}, expected 1")
         self.graph = graph
@@ -646,7 +1012,7 @@ class Reference:
             if len(ins) != need:
                 raise GraphError(f"{where}: {op} takes {need} inputs, has {len(ins)}")
             if op == "imc":
-                layer = ImcLayer(node, ins[0], use_lut)
+                layer = ImcLayer(node, ins[0], use_lut, self.nonideal, self.seed, i)
                 self.layers[node.name] = layer
                 shape = layer.out_shape
             elif op in ("max_pool", "avg_pool"):
@@ -685,7 +1051,7 @@ class Reference:
         q = inp.quant
         return requantize(norm, q.scale, q.zero_point, q.bits)
 
-    def _node_forward(self, node, tensors, record=False, hooks=None):
+    def _node_forward(self, node, tensors, record=False, hooks=None, images=None):
         op = node.WhichOneof("op")
         oq = self.infos[node.output]
         x = tensors[node.inputs[0]]
@@ -696,9 +1062,9 @@ class Reference:
             X = layer.im2col(x)
             hook = hooks.get(node.name) if hooks else None
             if record:
-                acc, ps, cd = layer.accumulate(X, record=True, psum_hook=hook)
+                acc, ps, cd = layer.accumulate(X, record=True, psum_hook=hook, images=images)
             else:
-                acc = layer.accumulate(X, psum_hook=hook)
+                acc = layer.accumulate(X, psum_hook=hook, images=images)
             y = layer.post(acc)
             y = layer.to_output_layout(y, B)
             out = y if oq.bits == 0 else requantize(y, oq.scale, oq.zero_point, oq.bits)
@@ -730,25 +1096,28 @@ class Reference:
         return out, tr
 
     def run(self, codes: np.ndarray, hooks=None, stop_after: str | None = None,
-            tensors: dict | None = None) -> np.ndarray:
+            tensors: dict | None = None, images=None) -> np.ndarray:
         """Run input codes [B][C][H][W]; returns the last node's output [B][...] (or that of
-        node `stop_after`)."""
+        node `stop_after`). images: the dataset index of each image (keys the ADC noise;
+        default 0 .. B-1)."""
         tensors = {} if tensors is None else tensors
         tensors[self.input_name] = np.asarray(codes, dtype=np.int64)
         out = None
         for node in self.nodes:
-            out, _ = self._node_forward(node, tensors, hooks=hooks)
+            out, _ = self._node_forward(node, tensors, hooks=hooks, images=images)
             tensors[node.output] = out
             if stop_after is not None and node.name == stop_after:
                 break
         return out
 
-    def trace(self, codes: np.ndarray):
-        """Everything for one image (codes [C][H][W]): list of NodeTrace in node order."""
+    def trace(self, codes: np.ndarray, image_index: int = 0):
+        """Everything for one image (codes [C][H][W], dataset index image_index): list of
+        NodeTrace in node order."""
         tensors = {self.input_name: np.asarray(codes, dtype=np.int64)[None]}
         traces = []
         for node in self.nodes:
-            out, tr = self._node_forward(node, tensors, record=True)
+            out, tr = self._node_forward(node, tensors, record=True,
+                                         images=np.array([image_index], dtype=np.int64))
             tensors[node.output] = out
             traces.append(tr)
         return traces
@@ -765,7 +1134,7 @@ class Reference:
         outs = []
         if workers == 1:
             for b0 in starts:
-                outs.append(self._predict_batch(pixels[b0:b0 + batch_size]))
+                outs.append(self._predict_batch(pixels[b0:b0 + batch_size], b0))
                 if progress:
                     progress(min(n, b0 + batch_size), n)
         else:
@@ -783,9 +1152,10 @@ class Reference:
         out = np.concatenate(outs) if outs else np.zeros((0, 0))
         return out, np.argmax(out, axis=1)
 
-    def _predict_batch(self, pixels):
+    def _predict_batch(self, pixels, first_index: int = 0):
         codes = self.input_codes(pixels)
-        return self.run(codes).reshape(len(codes), -1)
+        images = np.arange(first_index, first_index + len(codes), dtype=np.int64)
+        return self.run(codes, images=images).reshape(len(codes), -1)
 
     def accuracy(self, pixels, labels, batch_size: int = 256, workers: int | None = None,
                  progress=None) -> float:
@@ -798,7 +1168,7 @@ _POOL_STATE = None
 
 def _pool_batch(b0):
     ref, pixels, bs = _POOL_STATE
-    return ref._predict_batch(pixels[b0:b0 + bs])
+    return ref._predict_batch(pixels[b0:b0 + bs], b0)
 
 
 def set_blas_threads(n: int) -> bool:
@@ -816,10 +1186,11 @@ def set_blas_threads(n: int) -> bool:
     return False
 
 
-def golden_record(ref: Reference, codes):
-    """Per node dict of golden quantities for one image (codes [C][H][W])."""
+def golden_record(ref: Reference, codes, image_index: int = 0):
+    """Per node dict of golden quantities for one image (codes [C][H][W], dataset index
+    image_index, which keys the ADC noise)."""
     recs = []
-    for tr in ref.trace(codes):
+    for tr in ref.trace(codes, image_index):
         info = ref.infos[[n.output for n in ref.nodes if n.name == tr.name][0]]
         r = {"node": tr.name}
         out = tr.output[0]

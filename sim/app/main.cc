@@ -17,6 +17,7 @@
 #include "sim/cost/peak.h"
 #include "sim/data/idx_dataset.h"
 #include "sim/engine/functional_engine.h"
+#include "sim/engine/monte_carlo.h"
 #include "sim/graph/graph_loader.h"
 #include "sim/mapping/mapping.h"
 #include "sim/mapping/schedule.h"
@@ -94,6 +95,53 @@ class Progress {
   int last_decile_ = -1;
 };
 
+// Non-idealities, seed and Monte Carlo results in the report (docs/report.md): run.seed,
+// nonidealities (the effective settings and whether any is active), accuracy.monte_carlo.
+void add_nonideal_report(nlohmann::json& rep, const config::ArchConfig& arch, uint64_t seed,
+                         const std::vector<double>& mc_accuracies) {
+  rep["run"]["seed"] = seed;
+  auto ni = config::nonidealities_json(arch.nonidealities);
+  ni["active"] = arch.nonidealities.active();
+  rep["nonidealities"] = std::move(ni);
+  if (mc_accuracies.empty()) return;
+  const auto m = engine::summarize_monte_carlo(mc_accuracies);
+  std::vector<uint64_t> seeds;
+  for (uint64_t k = 0; k < mc_accuracies.size(); ++k) seeds.push_back(seed + k);
+  auto opt = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
+  rep["accuracy"]["monte_carlo"] = {
+      {"runs", m.runs},
+      {"seeds", seeds},
+      {"top1", mc_accuracies},
+      {"mean", m.mean},
+      {"std", opt(m.std_dev)},
+      {"t_quantile", opt(m.t_quantile)},
+      {"ci95", m.ci95_low ? nlohmann::json::array({*m.ci95_low, *m.ci95_high}) : nlohmann::json(nullptr)},
+      {"method", "mean of the per-seed top-1 accuracies; std: sample standard deviation (n - 1); ci95: mean -/+ "
+                 "t * std / sqrt(n), t the 97.5 % quantile of Student's t with n - 1 degrees of freedom"}};
+}
+
+std::string nonideal_summary(const nlohmann::json& rep) {
+  std::string s;
+  if (rep["nonidealities"]["active"].get<bool>()) {
+    const auto& n = rep["nonidealities"];
+    s += fmt::format("analog     seed {}: noise {} LSB, variation {}, transfer curve {} points, stuck-at {} "
+                     "({} of them at max)\n", rep["run"]["seed"].get<uint64_t>(), n["adc_noise_sigma_lsb"].get<double>(),
+                     n["conductance_variation_sigma"].get<double>(), n["transfer_curve"].size(),
+                     n["stuck_at_rate"].get<double>(), n["stuck_at_max_fraction"].get<double>());
+  }
+  if (rep["accuracy"].contains("monte_carlo")) {
+    const auto& m = rep["accuracy"]["monte_carlo"];
+    const auto& seeds = m["seeds"];
+    s += fmt::format("monte carlo {} seeds {}..{}: mean {:.2f} %", m["runs"].get<uint64_t>(),
+                     seeds.front().get<uint64_t>(), seeds.back().get<uint64_t>(), 100 * m["mean"].get<double>());
+    if (!m["std"].is_null())
+      s += fmt::format(", std {:.3f} %, 95 % CI [{:.2f}, {:.2f}] %", 100 * m["std"].get<double>(),
+                       100 * m["ci95"][0].get<double>(), 100 * m["ci95"][1].get<double>());
+    s += "\n";
+  }
+  return s;
+}
+
 int cmd_run(const std::vector<std::string>& args, const std::string& command_line) {
   po::options_description desc("run options");
   desc.add_options()("help,h", "show this help")
@@ -105,6 +153,11 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
       ("threads,j", po::value<unsigned>()->default_value(0), "worker threads (0 = all cores)")
       ("out,o", po::value<std::string>()->default_value(kDefaultOut),
        "output directory; the report is <out>/report.json")
+      ("seed", po::value<uint64_t>()->default_value(0),
+       "seed of the analog non-idealities (config \"nonidealities\"): the programmed chip and the noise")
+      ("mc", po::value<uint64_t>()->default_value(0),
+       "Monte Carlo: repeat the dataset run for seeds seed..seed+N-1; report each accuracy, the mean and its "
+       "95 % confidence interval")
       ("timing", po::value<std::string>()->default_value("systemc"),
        "latency model: systemc (cycle-accurate, event-driven) or analytical (closed form)")
       ("execution", po::value<std::string>()->default_value("layer"),
@@ -175,6 +228,10 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
                                          graph_file));
   unsigned threads = vm["threads"].as<unsigned>();
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  const uint64_t seed = vm["seed"].as<uint64_t>(), mc_runs = vm["mc"].as<uint64_t>();
+  if (mc_runs > 0 && timing_only) throw UsageError("imcsim run: --mc needs a dataset run (not --timing-only)");
+  if (mc_runs > 0 && seed + (mc_runs - 1) < seed) throw UsageError("imcsim run: --seed + --mc exceeds 2^64");
+  std::vector<double> mc_accuracies;  // per seed, seed .. seed + mc_runs - 1
   engine::DatasetResult result;  // stays empty (0 images) for a timing-only run
   std::string images_file, labels_file;
   if (!timing_only) {
@@ -186,12 +243,22 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
                                            dataset.rows, dataset.cols, dataset.images_file));
     uint64_t count = vm["images"].as<uint64_t>();
     if (count == 0 || count > dataset.count) count = dataset.count;
-    engine::FunctionalEngine engine(graph);
+    engine::FunctionalEngine engine(graph, arch.nonidealities, seed);
     if (!quiet)
       fmt::print(stderr, "imcsim run: {} on {} ({} images, {} threads)\n", graph_file, arch_file, count, threads);
     Progress progress(!quiet);
     result = engine::run_dataset(engine, dataset.pixels, dataset.labels, count, threads,
                                  [&](uint64_t d, uint64_t t) { progress(d, t); });
+    if (mc_runs > 0) mc_accuracies.push_back(result.accuracy());
+    for (uint64_t k = 1; k < mc_runs; ++k) {
+      // Each seed programs its own chip (faults, variation) and draws its own noise.
+      const engine::FunctionalEngine mc_engine(graph, arch.nonidealities, seed + k);
+      if (!quiet) fmt::print(stderr, "imcsim run: Monte Carlo seed {} ({} of {})\n", seed + k, k + 1, mc_runs);
+      Progress mc_progress(!quiet);
+      mc_accuracies.push_back(engine::run_dataset(mc_engine, dataset.pixels, dataset.labels, count, threads,
+                                                  [&](uint64_t d, uint64_t t) { mc_progress(d, t); })
+                                  .accuracy());
+    }
     images_file = dataset.images_file;
     labels_file = dataset.labels_file;
   }
@@ -204,11 +271,13 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
   }
 
   report::RunInfo info{command_line, graph_file, arch_file, images_file, labels_file, threads};
-  const auto rep = report::build_report(info, graph, arch, mapping, result, cost, systemc ? &*systemc : nullptr);
+  auto rep = report::build_report(info, graph, arch, mapping, result, cost, systemc ? &*systemc : nullptr);
+  add_nonideal_report(rep, arch, seed, mc_accuracies);
   const std::filesystem::path out = std::filesystem::path(vm["out"].as<std::string>()) / "report.json";
   report::write_file_atomically(out, rep.dump(2) + "\n");
   if (!quiet) {
     std::cout << report::text_summary(rep);
+    std::cout << nonideal_summary(rep);
     std::cout << fmt::format("report     {} (simulated {} images in {:.1f} s)\n", out.string(), result.images,
                              result.wall_seconds);
   }

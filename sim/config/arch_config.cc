@@ -134,6 +134,11 @@ struct RawConfig {
     std::optional<uint64_t> tiles, global_buffer_bytes, buffer_bus_bits;
   } chip;
   bool components_present = false;
+  struct {
+    bool present = false;
+    std::optional<double> noise_sigma, variation_sigma, stuck_rate, stuck_max_fraction;
+    std::optional<std::vector<kernels::TransferPoint>> transfer_curve;
+  } nonidealities;
   std::array<RawCost, 9> components;  // indexed like kComponentSlots
 };
 
@@ -256,7 +261,7 @@ RawConfig parse_raw(const json& j, const std::string& source) {
   RawConfig raw;
   const ObjectReader top(source, j, "",
                          {"name", "description", "clock_mhz", "array", "dac", "adc", "tile",
-                          "chip", "components", "fixed_blocks"});
+                          "chip", "components", "nonidealities", "fixed_blocks"});
   raw.name = top.string("name");
   raw.description = top.string("description");
   raw.clock_mhz = top.number("clock_mhz");
@@ -344,6 +349,39 @@ RawConfig parse_raw(const json& j, const std::string& source) {
       }
     }
   }
+  if (auto s = section(source, top, "nonidealities",
+                       {"adc_noise_sigma_lsb", "conductance_variation_sigma", "transfer_curve",
+                        "stuck_at_rate", "stuck_at_max_fraction"})) {
+    auto& n = raw.nonidealities;
+    n.present = true;
+    n.noise_sigma = s->number("adc_noise_sigma_lsb");
+    n.variation_sigma = s->number("conductance_variation_sigma");
+    n.stuck_rate = s->number("stuck_at_rate");
+    n.stuck_max_fraction = s->number("stuck_at_max_fraction");
+    if (const json* t = s->find("transfer_curve")) {
+      const std::string path = s->path("transfer_curve");
+      if (!t->is_array()) {
+        fail(source, path, "expected an array of [x, y] points (partial-sum LSB), got " + describe(*t));
+      }
+      std::vector<kernels::TransferPoint> points;
+      for (std::size_t i = 0; i < t->size(); ++i) {
+        const json& e = (*t)[i];
+        const std::string point_path = fmt::format("{}/{}", path, i);
+        if (!e.is_array() || e.size() != 2) {
+          fail(source, point_path, "expected a point [x, y] of two numbers, got " + describe(e));
+        }
+        double xy[2];
+        for (std::size_t c = 0; c < 2; ++c) {
+          if (!e[c].is_number()) {
+            fail(source, fmt::format("{}/{}", point_path, c), "expected a number, got " + describe(e[c]));
+          }
+          xy[c] = e[c].get<double>();
+        }
+        points.push_back({xy[0], xy[1]});
+      }
+      n.transfer_curve = std::move(points);
+    }
+  }
   return raw;
 }
 
@@ -382,6 +420,55 @@ constexpr uint64_t kU32Max = std::numeric_limits<uint32_t>::max();
 std::string default_name(const std::string& source) {
   std::string stem = std::filesystem::path(source).stem().string();
   return stem.empty() ? std::string("unnamed") : stem;
+}
+
+// The "nonidealities" section (docs/arch_config.md): ranges per key, the transfer curve's
+// points finite, bounded and sorted by strictly increasing x.
+void validate_nonidealities(const RawConfig& raw, const std::string& source, kernels::NonidealSpec& out) {
+  const auto& n = raw.nonidealities;
+  auto ranged = [&](const std::optional<double>& v, const char* path, double fallback, double hi,
+                    const char* what) {
+    if (!v) return fallback;
+    if (!(*v >= 0.0) || *v > hi) {
+      fail(source, path, fmt::format("out of range: expected {} in [0, {}], got {}", what, hi, *v));
+    }
+    return *v;
+  };
+  out.adc_noise_sigma_lsb = ranged(n.noise_sigma, "/nonidealities/adc_noise_sigma_lsb", 0.0,
+                                   kernels::kMaxNoiseSigmaLsb, "a noise sigma (partial-sum LSB)");
+  out.conductance_variation_sigma =
+      ranged(n.variation_sigma, "/nonidealities/conductance_variation_sigma", 0.0,
+             kernels::kMaxVariationSigma, "a relative sigma");
+  out.stuck_at_rate = ranged(n.stuck_rate, "/nonidealities/stuck_at_rate", 0.0, 1.0, "a rate");
+  out.stuck_at_max_fraction = ranged(n.stuck_max_fraction, "/nonidealities/stuck_at_max_fraction",
+                                     0.5, 1.0, "a fraction");
+  out.transfer_curve.clear();
+  if (n.transfer_curve) {
+    const auto& pts = *n.transfer_curve;
+    const std::string path = "/nonidealities/transfer_curve";
+    if (pts.size() == 1) {
+      fail(source, path, "expected at least 2 points [x, y] (or [] for none), got 1");
+    }
+    if (pts.size() > kernels::kMaxTransferPoints) {
+      fail(source, path, fmt::format("expected at most {} points, got {}", kernels::kMaxTransferPoints,
+                                     pts.size()));
+    }
+    for (std::size_t i = 0; i < pts.size(); ++i) {
+      const double xy[2] = {pts[i].x, pts[i].y};
+      for (std::size_t c = 0; c < 2; ++c) {
+        if (!(std::fabs(xy[c]) <= kernels::kMaxTransferAbs)) {
+          fail(source, fmt::format("{}/{}/{}", path, i, c),
+               fmt::format("out of range: expected |value| <= 2^30 (partial-sum LSB), got {}", xy[c]));
+        }
+      }
+      if (i > 0 && !(pts[i].x > pts[i - 1].x)) {
+        fail(source, fmt::format("{}/{}/0", path, i),
+             fmt::format("transfer curve not sorted: x must be strictly increasing, got {} after {}",
+                         pts[i].x, pts[i - 1].x));
+      }
+    }
+    out.transfer_curve = pts;
+  }
 }
 
 ArchConfig validate(const RawConfig& raw, const std::string& source) {
@@ -545,6 +632,7 @@ ArchConfig validate(const RawConfig& raw, const std::string& source) {
     cfg.notes.push_back("ADC cost outside the published SAR table: " + defaults.adc.source);
   }
   cfg.fixed_blocks = raw.fixed_blocks;
+  validate_nonidealities(raw, source, cfg.nonidealities);
   return cfg;
 }
 
@@ -670,6 +758,16 @@ ArchConfig load_arch_config(const std::filesystem::path& file) {
   return parse_arch_config(parse_text(buffer.str(), source), source);
 }
 
+json nonidealities_json(const kernels::NonidealSpec& n) {
+  json curve = json::array();
+  for (const auto& p : n.transfer_curve) curve.push_back({p.x, p.y});
+  return {{"adc_noise_sigma_lsb", n.adc_noise_sigma_lsb},
+          {"conductance_variation_sigma", n.conductance_variation_sigma},
+          {"transfer_curve", std::move(curve)},
+          {"stuck_at_rate", n.stuck_at_rate},
+          {"stuck_at_max_fraction", n.stuck_at_max_fraction}};
+}
+
 json to_json(const ArchConfig& c) {
   json blocks = json::array();
   for (const auto& b : c.fixed_blocks)
@@ -706,6 +804,7 @@ json to_json(const ArchConfig& c) {
         {"global_buffer_bytes", c.chip.global_buffer_bytes},
         {"buffer_bus_bits", c.chip.buffer_bus_bits}}},
       {"components", std::move(comps)},
+      {"nonidealities", nonidealities_json(c.nonidealities)},
       {"fixed_blocks", std::move(blocks)},
   };
 }

@@ -17,6 +17,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "models/crossbar/nonideal.h"
+
 namespace imcsim::config {
 
 // Any problem with a config. Message: "<file>: <json path>: <problem, what was expected>", or
@@ -115,6 +117,8 @@ struct ArchConfig {
   TileConfig tile;
   ChipConfig chip;
   ComponentLibrary components;
+  // Analog non-idealities (JSON "nonidealities"; docs/SEMANTICS.md step 5), all off by default.
+  kernels::NonidealSpec nonidealities;
   std::vector<FixedBlock> fixed_blocks;
   std::vector<std::string> notes;  // defaults applied, extrapolations made
   bool operator==(const ArchConfig&) const = default;
@@ -126,6 +130,9 @@ ArchConfig load_arch_config(const std::filesystem::path& file);
 // Parses and validates an already-parsed JSON document; `source_name` prefixes error messages
 // and becomes source_file. Throws ConfigError.
 ArchConfig parse_arch_config(const nlohmann::json& j, const std::string& source_name);
+
+// The "nonidealities" section of a config in the input schema (also echoed in run reports).
+nlohmann::json nonidealities_json(const kernels::NonidealSpec& nonidealities);
 
 // The effective config (all defaults applied) in the input schema: parse_arch_config accepts
 // it and yields the same config (source_file and notes are not part of it).

@@ -70,8 +70,10 @@ struct FunctionalEngine::ImcPlan {
   struct Nonideal {
     std::unique_ptr<kernels::NonidealCrossbar> crossbar;  // cells with faults / variation
     std::optional<kernels::TransferCurve> curve;
+    std::optional<kernels::AnalogAdc> adc;
     double noise_sigma = 0;
-    uint64_t noise_key = 0;  // H(seed, 1, node)
+    bool clamp = true;       // false when |curve(x) + noise| <= 2^46 always (the clamp is a no-op)
+    uint64_t noise_key = 0;  // H(seed, 1, node); extended by the image index
     // Integer cells and no noise: value_fx and saturation of every partial sum in
     // [lut_min, lut_min + lut_size) per parameter set, through the curve and the analog ADC.
     bool use_lut = false;
@@ -190,12 +192,18 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
       ni->crossbar = std::make_unique<kernels::NonidealCrossbar>(plan->crossbar, l->weights, l->weight_bits,
                                                                  l->cell_bits, l->encoding, nonideal, seed, i);
       if (nonideal.transfer()) ni->curve.emplace(nonideal.transfer_curve);
+      ni->adc.emplace(l->adc);
       ni->noise_sigma = nonideal.adc_noise_sigma_lsb;
       ni->noise_key = kernels::rng_key({seed, kernels::kStreamAdcNoise, i});
       const int64_t pbound = ni->crossbar->psum_bound(static_cast<uint32_t>((1u << gbits) - 1));
       if (ni->crossbar->integer_cells() ? pbound >= INT32_MAX : pbound >= (int64_t{1} << 52))
         throw std::invalid_argument(fmt::format("node '{}': partial sums up to {} with stuck-at faults exceed the "
                                                 "kernel's range", node.name, pbound));
+      {
+        const double x_max = static_cast<double>(pbound) * (ni->crossbar->integer_cells() ? 65536.0 : 1.0);
+        const double noise_max = 6.0 * nonideal.adc_noise_sigma_lsb * 65536.0 + 1.0;
+        ni->clamp = nonideal.transfer() || x_max + noise_max >= 0x1p45;
+      }
       if (ni->crossbar->integer_cells() && !nonideal.noise()) {
         const int64_t lo = negative_cells ? -pbound : 0;
         const size_t size = static_cast<size_t>(pbound - lo + 1);
@@ -362,6 +370,8 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
   std::vector<uint16_t> u(size_t{T} * K);
   std::vector<int32_t> psum(integer ? size_t{S} * N : 0);
   std::vector<int64_t> psum_fx(integer ? 0 : size_t{S} * N);
+  std::vector<int64_t> analog(N), values(N), noise_fx(noise ? size_t{G} * S * T * N : 0);
+  constexpr int64_t kFxOne = int64_t{1} << kernels::kAnalogFracBits;
   std::vector<int64_t> acc(N);
   std::vector<int64_t> trace_psums, trace_codes;  // [G][S][T][N] of one position (trace only)
   if (trace) {
@@ -384,10 +394,12 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
       for (uint32_t k = 0; k < K; ++k)
         u[size_t{t} * K + k] = static_cast<uint16_t>(kernels::group_value(xs[k], plan.input_bits, plan.groups[t]));
     std::fill(acc.begin(), acc.end(), 0);
-    const uint64_t pos_key = kernels::rng_extend(image_key, pos);
+    // Noise of every conversion of this position: element ((pos*G + g)*S + s)*T + t)*N + n, the
+    // conversion's index in the canonical [P][G][S][T][N] order.
+    if (noise) kernels::noise_block(image_key, ni.noise_sigma, uint64_t{pos} * noise_fx.size(), noise_fx.size(),
+                                    noise_fx.data());
     for (uint32_t g = 0; g < G; ++g) {
       const auto& tile = plan.crossbar.tiles()[g];
-      const uint64_t tile_key = kernels::rng_extend(pos_key, g);
       for (uint32_t t = 0; t < T; ++t) {
         const uint16_t* ut = u.data() + size_t{t} * K;
         if (counters)
@@ -396,40 +408,58 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
         else xbar.partial_sums_fx(g, std::span<const uint16_t>(ut, K), psum_fx);
         for (uint32_t s = 0; s < S; ++s) {
           const int64_t w = plan.shift_weight[size_t{s} * T + t];
-          const uint64_t conv_key = noise ? kernels::rng_extend(kernels::rng_extend(tile_key, s), t) : 0;
-          for (uint32_t n = 0; n < N; ++n) {
-            const uint64_t set = adc.set_index(g, s, n, S, N);
-            const size_t i = size_t{s} * N + n;
-            int64_t value, a, code = 0;
-            if (ni.use_lut) {
-              const int64_t p = psum[i];
-              const size_t idx = set * ni.lut_size + static_cast<size_t>(p - ni.lut_min);
-              value = ni.lut_value[idx];
+          // Parameter set of column n: set0 + n * set_step.
+          const uint64_t set0 = adc.set_index(g, s, 0, S, N);
+          const uint64_t set_step = adc.granularity == kernels::AdcGranularity::kLayer ? 0 : 1;
+          if (ni.use_lut) {
+            for (uint32_t n = 0; n < N; ++n) {
+              const uint64_t set = set0 + n * set_step;
+              const size_t idx = set * ni.lut_size + static_cast<size_t>(psum[size_t{s} * N + n] - ni.lut_min);
+              acc[n] += w * ni.lut_value[idx];
               saturations += ni.lut_saturated[idx];
-              a = p * (int64_t{1} << kernels::kAnalogFracBits);
-              if (curve) a = curve->apply(a);
-              if (trace) code = kernels::adc_convert_analog(adc, set, a).code;
-            } else {
-              a = integer ? int64_t{psum[i]} * (int64_t{1} << kernels::kAnalogFracBits) : psum_fx[i];
-              if (curve) a = curve->apply(a);
-              if (noise)
-                a = kernels::clamp_analog(a + kernels::noise_fx(ni.noise_sigma, kernels::gaussian_sample(conv_key, n)));
-              const auto r = kernels::adc_convert_analog(adc, set, a);
-              value = r.value_fx;
-              code = r.code;
-              saturations += r.saturated;
             }
-            acc[n] += w * value;
-            if (observer || counters) {
+          } else {
+            // The analog ADC inputs of this row: a = clamp(curve(x) + noise).
+            int64_t* a = analog.data();
+            if (integer)
+              for (uint32_t n = 0; n < N; ++n) a[n] = int64_t{psum[size_t{s} * N + n]} * kFxOne;
+            else
+              for (uint32_t n = 0; n < N; ++n) a[n] = psum_fx[size_t{s} * N + n];
+            if (curve)
+              for (uint32_t n = 0; n < N; ++n) a[n] = curve->apply(a[n]);
+            if (noise) {
+              const int64_t* z = noise_fx.data() + ((size_t{g} * S + s) * T + t) * N;
+              if (ni.clamp)
+                for (uint32_t n = 0; n < N; ++n) a[n] = kernels::clamp_analog(a[n] + z[n]);
+              else
+                for (uint32_t n = 0; n < N; ++n) a[n] += z[n];
+            }
+            saturations += ni.adc->convert_row(a, N, set0, set_step, values.data());
+            for (uint32_t n = 0; n < N; ++n) acc[n] += w * values[n];
+            if (counters && !observer && !trace) {
+              int64_t lo = a[0], hi = a[0];
+              for (uint32_t n = 1; n < N; ++n) {
+                lo = std::min(lo, a[n]);
+                hi = std::max(hi, a[n]);
+              }
+              pmin = std::min(pmin, lo >> kernels::kAnalogFracBits);
+              pmax = std::max(pmax, hi >> kernels::kAnalogFracBits);
+            }
+          }
+          if (observer || trace || (counters && ni.use_lut)) {
+            for (uint32_t n = 0; n < N; ++n) {
+              const uint64_t set = set0 + n * set_step;
+              int64_t a = ni.use_lut ? int64_t{psum[size_t{s} * N + n]} * kFxOne : analog[n];
+              if (ni.use_lut && curve) a = curve->apply(a);
               const int64_t p_floor = a >> kernels::kAnalogFracBits;
               if (observer) observer->observe(node_index, set, p_floor);
               pmin = std::min(pmin, p_floor);
               pmax = std::max(pmax, p_floor);
-            }
-            if (trace) {
-              const size_t ti = ((size_t{g} * S + s) * T + t) * N + n;
-              trace_psums[ti] = a;
-              trace_codes[ti] = code;
+              if (trace) {
+                const size_t ti = ((size_t{g} * S + s) * T + t) * N + n;
+                trace_psums[ti] = a;
+                trace_codes[ti] = ni.adc->convert(set, a).code;
+              }
             }
           }
         }
