@@ -426,7 +426,7 @@ int main(int argc, char** argv) {
     if (command == "validate") return cmd_validate(args);
     if (command == "calibrate") return cmd_calibrate(args);
     if (command == "peak") return cmd_peak(args);
-    throw UsageError(fmt::format("imcsim: unknown command '{}' (expected run, inspect, validate or peak)", command));
+    throw UsageError(fmt::format("imcsim: unknown command '{}' (expected run, inspect, validate, calibrate or peak)", command));
   } catch (const UsageError& e) {
     std::cerr << e.what() << "\n";
     return 2;
