@@ -507,9 +507,16 @@ Smoke run (a few hundred steps, < 2 min on an idle 2-core machine; writes to
 /usr/bin/python3 scripts/train_zoo.py --model lenet5 --quick
 ```
 
-Contract check by hand (PyTorch == imcsim on the 10k test set):
-`--imcsim build-torch/imcsim` runs the exported graph through the simulator too and fails
-unless its top-1 accuracy equals PyTorch's.
+Contract check by hand, without retraining (about 2 min for LeNet-5 on the 10k test set):
+reloads `<name>.pt`, checks that exporting it reproduces `<name>.imcg` bit for bit and that
+the goldens verify, evaluates it with PyTorch (torch_imc, eval = exact) and runs
+`imcsim run` on the graph; fails unless both top-1 accuracies are equal:
+
+```
+/usr/bin/python3 scripts/train_zoo.py --verify workloads/zoo/lenet5 --imcsim build/imcsim --test-images 10000
+```
+
+(a full training run with `--imcsim BINARY` does the same check at its end.)
 """
     notes = out_dir / "NOTES.md"
     if notes.is_file():
