@@ -228,6 +228,24 @@ class TestLayerConfigs(unittest.TestCase):
         b = _torch_eval(model, pixels)
         self.assertTrue(torch.equal(a, b))
 
+    def test_cached_plan_follows_new_weights(self):
+        torch.manual_seed(4)
+        r = np.random.default_rng(4)
+        cfg = ti.ImcConfig(array_rows=16).replace(adc_kind="linear", adc_bits=6)
+        model = OneLayer(cfg, cfg)
+        pixels = _pixels(r, 8, model.inp.shape)
+        _calibrated(model, pixels)
+        a = _torch_eval(model, pixels)
+        sd = {k: v.clone() for k, v in model.state_dict().items()}
+        sd["conv.weight"] = -sd["conv.weight"]
+        sd["fc.adc_step_fx"] = sd["fc.adc_step_fx"] + 3
+        model.load_state_dict(sd)                 # still in eval mode
+        b = _torch_eval(model, pixels)
+        self.assertFalse(torch.equal(a, b))
+        g = ti.build_graph(model, "reloaded")
+        ref = R.Reference(g)
+        self.assertTrue(np.array_equal(b.numpy(), ref.run(ref.input_codes(pixels))))
+
 
 @unittest.skipUnless(HAVE_TORCH, "PyTorch not installed")
 class TestModels(unittest.TestCase):

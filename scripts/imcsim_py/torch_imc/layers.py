@@ -181,11 +181,6 @@ class _InputQuantRef:
     def quant_tuple(self):
         return self.src.quant_tuple()
 
-    def scale32(self):
-        if isinstance(self.src, ActQuant):
-            return self.src.scale32()
-        return torch.tensor(self.src.q_scale, dtype=torch.float32)
-
 
 def _bound_input(module, what: str):
     ref = module.__dict__.get("_in_q")
@@ -234,6 +229,7 @@ class _ImcLayer(ImcModule):
         self.register_buffer("adc_levels_fx",
                              torch.zeros((self.nsets, L) if nl else (0, 0), dtype=torch.int64))
         self.use_lut = True
+        self.force_hw = False        # train: hardware forward even with an ideal ADC
         self.record = False          # eval: keep the last psums / ADC codes / acc (tests)
         self.last_record = None
         self.psum_hook = None        # eval: called with (g, pint [R][T][S][N]) per tile
@@ -271,16 +267,20 @@ class _ImcLayer(ImcModule):
         """The integer datapath for the current weights, input quant and ADC (cached in
         eval mode)."""
         sx, zx, bx = self.input_quant()
+        key = (sx, zx, bx, self.use_lut, self.weight.data_ptr(), self.weight._version) + tuple(
+            (b.data_ptr(), b._version) for b in (self.adc_ready, self.adc_step_fx,
+                                                 self.adc_centre_fx, self.adc_thresholds_fx,
+                                                 self.adc_levels_fx))
         if not self.training and self._plan_cache is not None:
-            key, pl = self._plan_cache
-            if key == (sx, zx, bx, self.use_lut):
+            k, pl = self._plan_cache
+            if k == key:
                 return pl
         q, _ = self.integer_weights()
         pl = core.ImcPlan(q.reshape(self.N, -1), self.cfg, self.Cin, self.kh, self.kw, bx, zx,
                           self.adc_params(), where=type(self).__name__,
                           use_lut=self.use_lut)
         if not self.training:
-            self._plan_cache = ((sx, zx, bx, self.use_lut), pl)
+            self._plan_cache = (key, pl)
         return pl
 
     def train(self, mode: bool = True):
@@ -374,7 +374,7 @@ class _ImcLayer(ImcModule):
     def _forward_train(self, x):
         w_fq = self.fq_weight()
         y_ideal = self._ideal(x, w_fq, self.bias)
-        if self.adc_params().kind != "ideal" or getattr(self, "force_hw", False):
+        if self.adc_params().kind != "ideal" or self.force_hw:
             with torch.no_grad():
                 B = x.shape[0]
                 sx, _, _ = self.input_quant()
