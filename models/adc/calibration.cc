@@ -42,6 +42,22 @@ std::string calib_method_list() {
   return s;
 }
 
+const char* bskmq_levels_name(BsKmqLevels levels) {
+  switch (levels) {
+    case BsKmqLevels::kMean: return "mean";
+    case BsKmqLevels::kCentroid: return "centroid";
+    case BsKmqLevels::kPinned: return "pinned";
+    case BsKmqLevels::kReserved: return "reserved";
+  }
+  return "?";
+}
+
+std::optional<BsKmqLevels> parse_bskmq_levels(std::string_view name) {
+  for (BsKmqLevels l : {BsKmqLevels::kMean, BsKmqLevels::kCentroid, BsKmqLevels::kPinned, BsKmqLevels::kReserved})
+    if (name == bskmq_levels_name(l)) return l;
+  return std::nullopt;
+}
+
 bool is_linear_method(CalibMethod method) {
   return method == CalibMethod::kLinearMinMax || method == CalibMethod::kLinearPercentile ||
          method == CalibMethod::kLinearMse;
@@ -489,6 +505,7 @@ SetFit fit_nonlinear(const Data& d, const PsumHistogram& hist, CalibMethod metho
   const int64_t lo = d.v.front(), hi = d.v.back();
   uint32_t iterations = 0;
   std::vector<double> thresholds, centroid_levels;
+  std::optional<std::pair<int64_t, int64_t>> pinned;  // BS-KMQ: boundary values whose bins are pinned
   if (static_cast<uint64_t>(hi - lo) + 1 <= L) {
     // Every integer of the observed range gets its own level: lossless for every method.
     std::vector<double> c(L);
@@ -526,6 +543,25 @@ SetFit fit_nonlinear(const Data& d, const PsumHistogram& hist, CalibMethod metho
           }
         }
         const size_t clamped_distinct = s.v.size();
+        if (o.bskmq_levels == BsKmqLevels::kReserved && clamped_distinct > L) {
+          // Single-value bins {<= x_lo} and {>= x_hi}, L - 2 clusters on the interior.
+          if (L == 2) {
+            thresholds = {(static_cast<double>(x_lo) + static_cast<double>(x_hi)) / 2.0};
+            break;
+          }
+          Data in;
+          for (size_t i = 0; i < s.size(); ++i)
+            if (s.v[i] != x_lo && s.v[i] != x_hi) {
+              in.v.push_back(s.v[i]);
+              in.w.push_back(s.w[i]);
+            }
+          in.finish();  // more than L - 2 distinct values: clamped_distinct > L
+          const std::vector<double> c = kmeans(in, L - 2, o.max_iterations, iterations);
+          thresholds.push_back(static_cast<double>(x_lo) + 0.5);
+          for (double m : midpoints(c)) thresholds.push_back(m);
+          thresholds.push_back(static_cast<double>(x_hi) - 0.5);
+          break;
+        }
         std::vector<double> boundaries;
         const std::vector<double> w0 = s.w;
         for (size_t i = 0; i < s.size(); ++i)
@@ -553,7 +589,8 @@ SetFit fit_nonlinear(const Data& d, const PsumHistogram& hist, CalibMethod metho
         }
         c = pad_centroids(std::move(c), L);
         thresholds = midpoints(c);
-        if (o.bskmq_centroid_levels) centroid_levels = c;
+        if (o.bskmq_levels == BsKmqLevels::kCentroid) centroid_levels = c;
+        if (o.bskmq_levels == BsKmqLevels::kPinned) pinned = std::make_pair(x_lo, x_hi);
         break;
       }
       default:
@@ -564,6 +601,16 @@ SetFit fit_nonlinear(const Data& d, const PsumHistogram& hist, CalibMethod metho
   if (!centroid_levels.empty())
     for (size_t j = 0; j < L; ++j)
       f.levels_fx[j] = round_half_away(std::ldexp(centroid_levels[j], static_cast<int>(o.frac_bits)));
+  if (pinned) {
+    // The bins holding the boundary values reconstruct exactly those values (x_lo wins if one
+    // bin holds both).
+    const AdcSpec s = single_set_spec(f, o);
+    const int64_t one = int64_t{1} << o.frac_bits;
+    const auto code_lo = static_cast<size_t>(adc_convert(s, 0, pinned->first).code);
+    const auto code_hi = static_cast<size_t>(adc_convert(s, 0, pinned->second).code);
+    f.levels_fx[code_hi] = pinned->second * one;
+    f.levels_fx[code_lo] = pinned->first * one;
+  }
   f.iterations = iterations;
   return f;
 }

@@ -14,6 +14,13 @@
 
 namespace imcsim::kernels {
 
+// BS-KMQ reconstruction levels (docs/calibration.md): conditional means of all samples per bin;
+// the clusters' centroids; conditional means with the two boundary bins pinned to the boundary
+// values; or two reserved single-value boundary bins plus 2^B - 2 clusters on the interior.
+enum class BsKmqLevels { kMean, kCentroid, kPinned, kReserved };
+const char* bskmq_levels_name(BsKmqLevels levels);  // "mean", "centroid", "pinned", "reserved"
+std::optional<BsKmqLevels> parse_bskmq_levels(std::string_view name);
+
 enum class CalibMethod {
   kLinearMinMax,      // linear, observed [min, max] onto the first and last code
   kLinearPercentile,  // linear, [P((100-q)/2), P((100+q)/2)] (nearest rank) onto the first and last code
@@ -72,7 +79,7 @@ struct FitOptions {
   // bin's weight becomes min(its weight, the weight of the nearest observed value inside)), or a
   // multiplier in [0, 1] of the boundary bins' weight (0 = dropped).
   std::optional<double> boundary_weight;
-  bool bskmq_centroid_levels = false;             // BS-KMQ levels: centroids instead of conditional means
+  BsKmqLevels bskmq_levels = BsKmqLevels::kReserved;  // (boundary_weight applies to the others)
   uint32_t max_iterations = 10000;                // Lloyd iterations (Lloyd-Max, k-means, BS-KMQ)
 };
 

@@ -73,10 +73,13 @@ int cmd_calibrate(const std::vector<std::string>& args) {
       ("percentile", po::value<double>()->default_value(99.99, "99.99"),
        "q in (0, 100]: linear-percentile range and BS-KMQ clamp range [P((100-q)/2), P((100+q)/2)]")
       ("boundary-weight", po::value<std::string>()->default_value("flatten"),
-       "BS-KMQ suppression of the samples at the two clamp boundaries: 'flatten' (down to the weight "
-       "of the nearest value inside) or a weight multiplier in [0, 1] (0 = dropped)")
-      ("bskmq-levels", po::value<std::string>()->default_value("mean"),
-       "BS-KMQ levels: 'mean' (conditional mean of all samples in each bin) or 'centroid'")
+       "BS-KMQ (levels mean / pinned / centroid) suppression of the samples at the two clamp "
+       "boundaries: 'flatten' (down to the weight of the nearest value inside) or a weight "
+       "multiplier in [0, 1] (0 = dropped)")
+      ("bskmq-levels", po::value<std::string>()->default_value("reserved"),
+       "BS-KMQ levels: 'reserved' (single-value bins for the two boundaries, 2^B-2 clusters inside), "
+       "'mean' (clusters of the suppressed samples, conditional-mean levels), 'pinned' (mean, with "
+       "the boundary bins' levels at the boundary values) or 'centroid'")
       ("rounding", po::value<std::string>()->default_value("keep"),
        "linear ADC rounding: floor, half_away, or keep (the layer's if linear, else half_away)")
       ("frac-bits", po::value<int>(), "ADC fractional bits F, 0..24 (default: each layer's)")
@@ -152,9 +155,11 @@ int cmd_calibrate(const std::vector<std::string>& args) {
     opt.boundary_weight = w;
   }
   const std::string lv = vm["bskmq-levels"].as<std::string>();
-  if (lv != "mean" && lv != "centroid")
-    throw std::invalid_argument(fmt::format("--bskmq-levels: expected 'mean' or 'centroid', got '{}'", lv));
-  opt.bskmq_centroid_levels = lv == "centroid";
+  const auto levels = kernels::parse_bskmq_levels(lv);
+  if (!levels)
+    throw std::invalid_argument(
+        fmt::format("--bskmq-levels: expected mean, centroid, pinned or reserved, got '{}'", lv));
+  opt.bskmq_levels = *levels;
   opt.threads = vm["threads"].as<unsigned>();
   if (opt.threads == 0) opt.threads = std::max(1u, std::thread::hardware_concurrency());
   const long long images_arg = vm["images"].as<long long>();

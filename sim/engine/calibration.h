@@ -28,7 +28,7 @@ struct Options {
   std::optional<kernels::AdcRounding> rounding;        // linear; unset: the layer's if linear, else half away
   double percentile = 99.99;                           // linear-percentile and BS-KMQ clamp
   std::optional<double> boundary_weight;               // BS-KMQ boundary bins: unset = flatten, else x w
-  bool bskmq_centroid_levels = false;                  // BS-KMQ levels: centroids (else conditional means)
+  kernels::BsKmqLevels bskmq_levels = kernels::BsKmqLevels::kReserved;
   unsigned threads = 1;                                // 0 = all cores
 };
 

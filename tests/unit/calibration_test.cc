@@ -196,9 +196,13 @@ TEST(Calibration, UniformHistogramLinearLloydMaxAndCdfAgree) {
     if (m == CalibMethod::kLinearMinMax || m == CalibMethod::kLinearPercentile) {
       // step 17 instead of 16: a little worse.
       EXPECT_LT(f.mse, 1.2 * optimum);
-    } else if (m == CalibMethod::kKmeans || m == CalibMethod::kBsKmq) {
+    } else if (m == CalibMethod::kKmeans) {
       // Lloyd from a greedy D^2 seeding stops in a nearby local optimum.
       EXPECT_LT(f.mse, 1.1 * optimum);
+    } else if (m == CalibMethod::kBsKmq) {
+      // Two of the 16 levels reserved for the single values 0 and 255: 14 bins of ~18 inside,
+      // (18^2 - 1) / 12 ~ 27.
+      EXPECT_LT(f.mse, 1.35 * optimum);
     } else {
       EXPECT_NEAR(f.mse, optimum, 1e-9);
     }
@@ -252,7 +256,8 @@ TEST(Calibration, BsKmqSpendsMoreLevelsOnTheInteriorThanKmeans) {
     h.add(v, 20);
     interior.add(v, 20);
   }
-  const FitOptions o = opts(3);  // 8 levels, 7 reference thresholds
+  FitOptions o = opts(3);  // 8 levels, 7 reference thresholds
+  o.bskmq_levels = kernels::BsKmqLevels::kMean;  // suppression, clustering, conditional-mean levels
   const auto km = kernels::fit_set(h, CalibMethod::kKmeans, o);
   // Reference thresholds in the central region [32, 223] of the range.
   auto central = [](const kernels::SetFit& f) {
@@ -299,11 +304,35 @@ TEST(Calibration, BsKmqSpendsMoreLevelsOnTheInteriorThanKmeans) {
   EXPECT_EQ(kernels::fit_set(h, CalibMethod::kBsKmq, one).thresholds_fx, km.thresholds_fx);
   // Centroid levels: the levels are the cluster centres of the suppressed data (no pile pull).
   FitOptions cent = o;
-  cent.bskmq_centroid_levels = true;
+  cent.bskmq_levels = kernels::BsKmqLevels::kCentroid;
   const auto bc = kernels::fit_set(h, CalibMethod::kBsKmq, cent);
   EXPECT_EQ(bc.thresholds_fx, kernels::fit_set(h, CalibMethod::kBsKmq, o).thresholds_fx);
   EXPECT_GT(bc.levels_fx.front(), 5 * 256);
   expect_valid(bc, cent, h);
+  // Pinned: the same thresholds, the bins holding 0 and 255 reconstruct exactly 0 and 255.
+  FitOptions pin = o;
+  pin.bskmq_levels = kernels::BsKmqLevels::kPinned;
+  const auto bp = kernels::fit_set(h, CalibMethod::kBsKmq, pin);
+  EXPECT_EQ(bp.thresholds_fx, kernels::fit_set(h, CalibMethod::kBsKmq, o).thresholds_fx);
+  EXPECT_EQ(bp.levels_fx.front(), 0);
+  EXPECT_EQ(bp.levels_fx.back(), 255 * 256);
+  expect_valid(bp, pin, h);
+  // Reserved (the default): single-value bins {0} and {255} (thresholds at 0.5 and 254.5), 6
+  // clusters inside.
+  const FitOptions res = opts(3);
+  EXPECT_EQ(res.bskmq_levels, kernels::BsKmqLevels::kReserved);
+  const auto br = kernels::fit_set(h, CalibMethod::kBsKmq, res);
+  EXPECT_EQ(br.thresholds_fx.front(), 128);
+  EXPECT_EQ(br.thresholds_fx.back(), 254 * 256 + 128);
+  EXPECT_EQ(br.levels_fx.front(), 0);
+  EXPECT_EQ(br.levels_fx.back(), 255 * 256);
+  for (size_t j = 1; j + 1 < br.levels_fx.size(); ++j) {
+    EXPECT_GT(br.levels_fx[j], 256);
+    EXPECT_LT(br.levels_fx[j], 254 * 256);
+  }
+  expect_valid(br, res, h);
+  EXPECT_EQ(kernels::parse_bskmq_levels("reserved"), kernels::BsKmqLevels::kReserved);
+  EXPECT_FALSE(kernels::parse_bskmq_levels("median").has_value());
 }
 
 TEST(Calibration, FewDistinctValuesStillGiveStrictlyIncreasingThresholds) {
@@ -385,6 +414,13 @@ TEST(Calibration, EveryMethodAtEveryResolutionGivesAValidSpec) {
         const FitOptions o = opts(bits, F);
         const auto f = kernels::fit_set(h, m, o);
         expect_valid(f, o, h);
+        if (m == CalibMethod::kBsKmq)
+          for (auto lv : {kernels::BsKmqLevels::kCentroid, kernels::BsKmqLevels::kPinned,
+                          kernels::BsKmqLevels::kReserved}) {
+            FitOptions ov = o;
+            ov.bskmq_levels = lv;
+            expect_valid(kernels::fit_set(h, m, ov), ov, h);
+          }
         if (bits >= 10 && F == 8 && m != CalibMethod::kLinearPercentile) {  // (which clips 0.01 %)
           EXPECT_LT(f.mse, 0.1);  // (range ~ 500 LSB)
         }
