@@ -42,12 +42,14 @@ std::string validate_nonideal_spec(const NonidealSpec& s) {
 // ---- ADC noise --------------------------------------------------------------------------------
 
 namespace {
-// Irwin-Hall sums (+6) of elements [n0, n0 + count) of stream `key`, as in gaussian_sample;
-// plain integer code that compilers vectorise (AVX2 clone on x86-64).
+// noise_fx of elements [n0, n0 + count) of stream `key` (count <= 256), as
+// noise_fx(sigma, gaussian_sample(key, n)); plain integer / float code that compilers
+// vectorise (an AVX2 clone on x86-64).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-void irwin_hall_sums(uint64_t key, uint64_t n0, uint32_t count, uint32_t* sums) {
+void noise_chunk(uint64_t key, double sigma, uint64_t n0, uint32_t count, int64_t* out) {
+  uint32_t sums[256];
   for (uint32_t j = 0; j < count; ++j) {
     const uint64_t n = n0 + j;
     uint64_t sum = 0;
@@ -60,20 +62,17 @@ void irwin_hall_sums(uint64_t key, uint64_t n0, uint32_t count, uint32_t* sums) 
     }
     sums[j] = static_cast<uint32_t>(sum + 6);
   }
+  for (uint32_t j = 0; j < count; ++j) {
+    const double z = static_cast<double>(static_cast<int32_t>(sums[j])) * 0x1p-10 - 6.0;
+    out[j] = rint_to_int((sigma * z) * kAnalogScale);
+  }
 }
 }  // namespace
 
 void noise_block(uint64_t key, double sigma, uint64_t first, size_t count, int64_t* out) {
   constexpr size_t kChunk = 256;
-  uint32_t sums[kChunk];
-  for (size_t j0 = 0; j0 < count; j0 += kChunk) {
-    const size_t m = std::min(kChunk, count - j0);
-    irwin_hall_sums(key, first + j0, static_cast<uint32_t>(m), sums);
-    for (size_t j = 0; j < m; ++j) {
-      const double z = static_cast<double>(static_cast<int32_t>(sums[j])) * 0x1p-10 - 6.0;
-      out[j0 + j] = rint_to_int((sigma * z) * kAnalogScale);
-    }
-  }
+  for (size_t j0 = 0; j0 < count; j0 += kChunk)
+    noise_chunk(key, sigma, first + j0, static_cast<uint32_t>(std::min(kChunk, count - j0)), out + j0);
 }
 
 // ---- transfer curve --------------------------------------------------------------------------
@@ -82,6 +81,34 @@ TransferCurve::TransferCurve(std::vector<TransferPoint> points) : points_(std::m
   if (points_.size() < 2) throw std::invalid_argument("transfer curve needs at least 2 points");
   for (size_t j = 0; j + 1 < points_.size(); ++j)
     slopes_.push_back((points_[j + 1].y - points_[j].y) / (points_[j + 1].x - points_[j].x));
+  for (const auto& p : points_) starts_fx_.push_back(static_cast<int64_t>(std::ceil(p.x * kAnalogScale)));
+}
+
+void TransferCurve::apply_row(int64_t* a, size_t count) const {
+  const size_t m = points_.size();
+  const int64_t* st = starts_fx_.data();
+  for (size_t n = 0; n < count; ++n) {
+    const int64_t xf = a[n];
+    // j = #{1 <= i <= m-2 : x_i <= x} = clamp(#{i : x_i <= x} - 1, 0, m - 2) (x_i increasing).
+    size_t j = 0;
+    if (m <= 18) {
+      for (size_t i = 1; i + 1 < m; ++i) j += xf >= st[i] ? 1 : 0;
+    } else {
+      size_t lo = 1, hi = m - 1;  // first i in [1, m-1) with st[i] > xf
+      while (lo < hi) {
+        const size_t mid = (lo + hi) / 2;
+        if (st[mid] <= xf) lo = mid + 1; else hi = mid;
+      }
+      j = lo - 1;
+    }
+    const double x = static_cast<double>(xf) * 0x1p-16;
+    double y = x - points_[j].x;
+    y = y * slopes_[j];
+    y = points_[j].y + y;
+    y = y * kAnalogScale;
+    y = std::min(std::max(y, -kAnalogLimitFxD), kAnalogLimitFxD);
+    a[n] = rint_to_int(y);
+  }
 }
 
 int64_t TransferCurve::apply(int64_t x_fx) const {
@@ -233,6 +260,27 @@ void AnalogAdc::build_tables() {
   }
   tables_ = std::move(tables);
   buckets_ = std::move(buckets);
+}
+
+uint64_t AnalogAdc::accumulate_row(const int32_t* x, int64_t scale, const int64_t* noise, size_t count,
+                                   uint64_t set0, uint64_t set_step, int64_t w, int64_t* acc, int64_t& lo,
+                                   int64_t& hi) const {
+  uint64_t saturated = 0;
+  int64_t mn = lo, mx = hi;
+  for (size_t n = 0; n < count; ++n) {
+    const int64_t a = int64_t{x[n]} * scale + (noise ? noise[n] : 0);
+    const SetTable& t = tables_[set0 + n * set_step];
+    int64_t b = (a - t.base) >> t.shift;
+    b = b < 0 ? 0 : (b >= static_cast<int64_t>(t.count) ? static_cast<int64_t>(t.count) - 1 : b);
+    const Bucket& e = buckets_[t.first + static_cast<size_t>(b)];
+    const int64_t up = -static_cast<int64_t>(a >= e.thr);
+    acc[n] += w * (e.value_lo ^ ((e.value_lo ^ e.value_hi) & up));
+    saturated += static_cast<uint64_t>((e.sat_lo ^ ((e.sat_lo ^ e.sat_hi) & up)) & 1);
+    mn = a < mn ? a : mn;
+    mx = a > mx ? a : mx;
+  }
+  lo = mn, hi = mx;
+  return saturated;
 }
 
 uint64_t AnalogAdc::convert_row(const int64_t* a, size_t count, uint64_t set0, uint64_t set_step,
@@ -396,6 +444,24 @@ void NonidealCrossbar::partial_sums_fx(uint32_t tile, std::span<const uint16_t> 
   const RowTile& t = tiles_[tile];
   for (uint32_t k = t.row_begin; k < t.row_end; ++k) {
     const int64_t u = group_values[k];
+    if (u == 0) continue;
+    const int32_t* __restrict row = fx_.data() + size_t{k} * width;
+    if (u == 1) {
+      for (size_t i = 0; i < width; ++i) out[i] += row[i];
+    } else {
+      for (size_t i = 0; i < width; ++i) out[i] += u * row[i];
+    }
+  }
+}
+
+void NonidealCrossbar::partial_sums_fx32(uint32_t tile, std::span<const uint16_t> group_values,
+                                         std::span<int32_t> x_fx) const {
+  const size_t width = size_t{n_slices_} * n_cols_;
+  std::fill(x_fx.begin(), x_fx.end(), 0);
+  int32_t* __restrict out = x_fx.data();
+  const RowTile& t = tiles_[tile];
+  for (uint32_t k = t.row_begin; k < t.row_end; ++k) {
+    const int32_t u = group_values[k];
     if (u == 0) continue;
     const int32_t* __restrict row = fx_.data() + size_t{k} * width;
     if (u == 1) {

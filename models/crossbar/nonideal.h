@@ -7,6 +7,7 @@
 // Plain C++, no SystemC.
 #pragma once
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
@@ -108,9 +109,11 @@ constexpr double kAnalogLimitFxD = 70368744177664.0;  // 2^46
 
 // rint (round half to even, the IEEE default mode) of |x| < 2^51 as an integer, without a libm
 // call: adding and subtracting 1.5 * 2^52 rounds to an integer in the current (nearest) mode.
+// (The sum's bit pattern minus the magic number's is the integer: no float-to-int conversion,
+// so loops of it vectorise.)
 inline int64_t rint_to_int(double x) {
   constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
-  return static_cast<int64_t>((x + kMagic) - kMagic);  // not folded: no -ffast-math
+  return std::bit_cast<int64_t>(x + kMagic) - std::bit_cast<int64_t>(kMagic);
 }
 
 // Noise in analog units: rint((sigma * z) * 2^16).
@@ -131,11 +134,14 @@ class TransferCurve {
   // y_fx = rint(clamp((y_j + (x - x_j) * slope_j) * 2^16, -2^46, 2^46)), x = x_fx * 2^-16,
   // j = the last segment whose x_j <= x (0 if none), slope_j = (y_j+1 - y_j) / (x_j+1 - x_j).
   int64_t apply(int64_t x_fx) const;
+  // apply() on a[0 .. count-1] in place (same results; the segment found by integer compares).
+  void apply_row(int64_t* a, size_t count) const;
   const std::vector<TransferPoint>& points() const { return points_; }
 
  private:
   std::vector<TransferPoint> points_;
   std::vector<double> slopes_;
+  std::vector<int64_t> starts_fx_;  // ceil(x_j * 2^16): x_j <= x_fx * 2^-16  <=>  x_fx >= starts_fx_[j]
 };
 
 // The ADC of a real-valued input a = a_fx * 2^-16 (docs/SEMANTICS.md step 5 "ADC of an analog
@@ -156,6 +162,12 @@ class AnalogAdc {
   // value_fx[n] of inputs a[n], n < count, with parameter set set0 + n * set_step; returns the
   // number of saturated conversions.
   uint64_t convert_row(const int64_t* a, size_t count, uint64_t set0, uint64_t set_step, int64_t* value_fx) const;
+  // Fused row for the common case (tables built): a_n = x[n] * scale + noise[n] (noise may be
+  // null), acc[n] += w * value_fx(a_n), [lo, hi] widened to cover every a_n; returns the number
+  // of saturated conversions.
+  bool has_tables() const { return !tables_.empty(); }
+  uint64_t accumulate_row(const int32_t* x, int64_t scale, const int64_t* noise, size_t count, uint64_t set0,
+                          uint64_t set_step, int64_t w, int64_t* acc, int64_t& lo, int64_t& hi) const;
 
   AnalogAdcResult convert(uint64_t set, int64_t a) const {
     int64_t vf, hf, hc;
@@ -267,6 +279,8 @@ class NonidealCrossbar {
   void partial_sums(uint32_t tile, std::span<const uint16_t> group_values, std::span<int32_t> psum) const;
   // Fixed-point cells: x_fx[s*N + n] = sum_{k in tile} u[k] * cell_fx(k, s, n) (units 2^-16).
   void partial_sums_fx(uint32_t tile, std::span<const uint16_t> group_values, std::span<int64_t> x_fx) const;
+  // The same into 32 bits, valid when psum_bound() < 2^31 (faster).
+  void partial_sums_fx32(uint32_t tile, std::span<const uint16_t> group_values, std::span<int32_t> x_fx) const;
   // Effective value of cell (k, s, n): a level (integer cells) or 2^-16 units (fixed point);
   // for DIFFERENTIAL_ANALOG the W+ cell minus the W- cell.
   int64_t cell(uint32_t k, uint32_t s, uint32_t n) const;

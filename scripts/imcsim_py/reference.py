@@ -19,6 +19,16 @@ Typical use::
     out = ref.run(codes)                          # final outputs [B][num_classes]
     pred = np.argmax(out, axis=1)
     rec = ref.trace(codes[0])                     # one image: everything, for goldens
+
+Analog non-idealities (SEMANTICS.md step 5; off by default) take the arch config's
+"nonidealities" keys and a seed; the ADC noise is keyed by each image's dataset index::
+
+    ref = Reference(g, nonideal={"adc_noise_sigma_lsb": 0.5, "stuck_at_rate": 1e-3}, seed=7)
+    out = ref.run(codes, images=np.arange(len(codes)))
+    rec = ref.trace(codes[0], image_index=0)
+
+With non-idealities the layers take the direct (table-free) ADC path and record the analog
+ADC inputs (units 2^-16 LSB) as their partial sums.
 """
 
 from __future__ import annotations

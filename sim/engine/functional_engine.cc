@@ -73,6 +73,7 @@ struct FunctionalEngine::ImcPlan {
     std::optional<kernels::AnalogAdc> adc;
     double noise_sigma = 0;
     bool clamp = true;       // false when |curve(x) + noise| <= 2^46 always (the clamp is a no-op)
+    bool fx32 = false;       // fixed-point cells whose partial sums fit 32 bits
     uint64_t noise_key = 0;  // H(seed, 1, node); extended by the image index
     // Integer cells and no noise: value_fx and saturation of every partial sum in
     // [lut_min, lut_min + lut_size) per parameter set, through the curve and the analog ADC.
@@ -204,6 +205,7 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
         const double noise_max = 6.0 * nonideal.adc_noise_sigma_lsb * 65536.0 + 1.0;
         ni->clamp = nonideal.transfer() || x_max + noise_max >= 0x1p45;
       }
+      ni->fx32 = !ni->crossbar->integer_cells() && pbound < INT32_MAX;
       if (ni->crossbar->integer_cells() && !nonideal.noise()) {
         const int64_t lo = negative_cells ? -pbound : 0;
         const size_t size = static_cast<size_t>(pbound - lo + 1);
@@ -363,13 +365,16 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
   const bool float_out = node.output_quant.is_float();
   const bool integer = xbar.integer_cells(), noise = ni.noise_sigma > 0;
   const kernels::TransferCurve* curve = ni.curve ? &*ni.curve : nullptr;
+  // The fused row kernel: 32-bit partial sums, no curve, no clamp needed, ADC tables built.
+  const bool fused = !ni.use_lut && (integer || ni.fx32) && !curve && !ni.clamp && ni.adc->has_tables() &&
+                     !observer && !trace;
   if (float_out) out_values.assign(size_t{N} * plan.positions, 0.0);
   else out_codes.assign(size_t{N} * plan.positions, 0);
 
   std::vector<int32_t> xs(K);
   std::vector<uint16_t> u(size_t{T} * K);
-  std::vector<int32_t> psum(integer ? size_t{S} * N : 0);
-  std::vector<int64_t> psum_fx(integer ? 0 : size_t{S} * N);
+  std::vector<int32_t> psum(integer || ni.fx32 ? size_t{S} * N : 0);
+  std::vector<int64_t> psum_fx(integer || ni.fx32 ? 0 : size_t{S} * N);
   std::vector<int64_t> analog(N), values(N), noise_fx(noise ? size_t{G} * S * T * N : 0);
   constexpr int64_t kFxOne = int64_t{1} << kernels::kAnalogFracBits;
   std::vector<int64_t> acc(N);
@@ -405,6 +410,7 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
         if (counters)
           for (uint32_t k = tile.row_begin; k < tile.row_end; ++k) row_drives += ut[k] != 0;
         if (integer) xbar.partial_sums(g, std::span<const uint16_t>(ut, K), psum);
+        else if (ni.fx32) xbar.partial_sums_fx32(g, std::span<const uint16_t>(ut, K), psum);
         else xbar.partial_sums_fx(g, std::span<const uint16_t>(ut, K), psum_fx);
         for (uint32_t s = 0; s < S; ++s) {
           const int64_t w = plan.shift_weight[size_t{s} * T + t];
@@ -418,15 +424,24 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
               acc[n] += w * ni.lut_value[idx];
               saturations += ni.lut_saturated[idx];
             }
+          } else if (fused) {
+            // a = x (* 2^16) + noise, converted and accumulated in one pass.
+            const int64_t* z = noise ? noise_fx.data() + ((size_t{g} * S + s) * T + t) * N : nullptr;
+            int64_t lo = INT64_MAX, hi = INT64_MIN;
+            saturations += ni.adc->accumulate_row(psum.data() + size_t{s} * N, integer ? kFxOne : 1, z, N, set0,
+                                                  set_step, w, acc.data(), lo, hi);
+            pmin = std::min(pmin, lo >> kernels::kAnalogFracBits);
+            pmax = std::max(pmax, hi >> kernels::kAnalogFracBits);
           } else {
             // The analog ADC inputs of this row: a = clamp(curve(x) + noise).
             int64_t* a = analog.data();
             if (integer)
               for (uint32_t n = 0; n < N; ++n) a[n] = int64_t{psum[size_t{s} * N + n]} * kFxOne;
+            else if (ni.fx32)
+              for (uint32_t n = 0; n < N; ++n) a[n] = psum[size_t{s} * N + n];
             else
               for (uint32_t n = 0; n < N; ++n) a[n] = psum_fx[size_t{s} * N + n];
-            if (curve)
-              for (uint32_t n = 0; n < N; ++n) a[n] = curve->apply(a[n]);
+            if (curve) curve->apply_row(a, N);
             if (noise) {
               const int64_t* z = noise_fx.data() + ((size_t{g} * S + s) * T + t) * N;
               if (ni.clamp)

@@ -121,6 +121,27 @@ TEST(NonidealTransfer, PiecewiseLinearByHand) {
   EXPECT_EQ(steep.apply(int64_t{1} << 40), kAnalogLimitFx);  // saturates at 2^46
 }
 
+TEST(NonidealTransfer, RowEqualsScalar) {
+  // Short curves (counted segment) and long ones (binary search); points off the 2^-16 grid.
+  std::mt19937_64 rng(2);
+  for (size_t m : {2, 3, 7, 18, 19, 40}) {
+    std::vector<TransferPoint> pts;
+    double x = -50.123456789;
+    for (size_t i = 0; i < m; ++i) {
+      pts.push_back({x, std::uniform_real_distribution<double>(-80, 80)(rng)});
+      x += std::uniform_real_distribution<double>(1e-6, 7.0)(rng);
+    }
+    const TransferCurve c(pts);
+    std::vector<int64_t> a;
+    for (const auto& p : pts)
+      for (int64_t d : {-1, 0, 1}) a.push_back(static_cast<int64_t>(std::floor(p.x * 65536)) + d);
+    for (int i = 0; i < 2000; ++i) a.push_back(static_cast<int64_t>(rng() % (300 * 65536)) - 150 * 65536);
+    std::vector<int64_t> row = a;
+    c.apply_row(row.data(), row.size());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(row[i], c.apply(a[i])) << "m " << m << " x_fx " << a[i];
+  }
+}
+
 AdcSpec linear_spec(uint32_t bits, uint32_t frac, AdcRounding r, bool is_signed, int64_t step, int64_t centre) {
   AdcSpec s;
   s.kind = AdcKind::kLinear, s.bits = bits, s.frac_bits = frac, s.rounding = r, s.signed_codes = is_signed;
