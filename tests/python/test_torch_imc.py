@@ -2,7 +2,7 @@
 compute bit-exactly what reference.py (docs/SEMANTICS.md) computes for the exported graph,
 and the exporter's golden pairs verify.
 
-Run from the repository root (about 20-40 s on 2 cores, no GPU):
+Run from the repository root (about 10-20 s on the shared 2 cores, no GPU):
     /usr/bin/python3 -m unittest tests.python.test_torch_imc -v
     /usr/bin/python3 -m unittest discover -s tests/python -v
 
