@@ -10,3 +10,7 @@
 // imcsim calibrate: fit ADC references to the partial sums of calibration images, write a new
 // graph (docs/calibration.md).
 int cmd_calibrate(const std::vector<std::string>& args);
+// imcsim sweep: runs a design-space sweep, one `imcsim run` process per point (docs/sweep.md).
+int cmd_sweep(const std::vector<std::string>& args);
+// imcsim sweep-merge: joins the shards of a sweep into sweep.csv / sweep.json.
+int cmd_sweep_merge(const std::vector<std::string>& args);

@@ -22,6 +22,7 @@
 #include "sim/mapping/mapping.h"
 #include "sim/mapping/schedule.h"
 #include "sim/report/report.h"
+#include "sim/sweep/overrides.h"
 #include "sim/timing/systemc_timing.h"
 
 namespace po = boost::program_options;
@@ -49,6 +50,8 @@ const char* kTopUsage =
     "  validate  check a graph and/or an architecture config, report the first problem\n"
     "  calibrate fit ADC references to calibration images' partial sums, write a new graph\n"
     "  peak      an architecture's peak power, area, throughput and efficiency (per tile, chip)\n"
+    "  sweep     run a design-space sweep (arch keys, ADC bits, ...); CSV/JSON with Pareto front\n"
+    "  sweep-merge  join the shards of a sweep\n"
     "\n"
     "Run 'imcsim <command> --help' for the options of a command.\n";
 
@@ -169,6 +172,10 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
       ("trace", po::value<std::string>(), "write a VCD waveform of the SystemC model to this file")
       ("trace-window", po::value<std::string>(), "cycles START:END of the waveform (default: all)")
       ("timing-only", "no dataset and no values: latency, energy (every row driven: worst case) and area")
+      ("set", po::value<std::vector<std::string>>()->composing(),
+       "KEY=VALUE (repeatable): an arch-config key (JSON pointer /adc/bits, or adc.bits) applied before the "
+       "config is validated, or a graph variant: graph.adc_bits=N with graph.adc_method=rescale|<calibration "
+       "method> and graph.calib_images=N (docs/sweep.md)")
       ("quiet,q", "no progress bar and no text summary");
   const auto vm = parse("run", desc, args);
   if (wants_help(vm, "run", desc,
@@ -210,8 +217,17 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
 
   const std::string graph_file = vm["graph"].as<std::string>();
   const std::string arch_file = vm["arch"].as<std::string>();
-  const graph::Graph graph = graph::load_graph(graph_file);
-  const config::ArchConfig arch = config::load_arch_config(arch_file);
+  std::vector<sweep::Setting> settings;
+  if (vm.count("set"))
+    for (const auto& s : vm["set"].as<std::vector<std::string>>()) settings.push_back(sweep::parse_setting(s, "--set", false));
+  const config::ArchConfig arch = sweep::load_arch_config_with(arch_file, settings);
+  const auto variant = sweep::graph_variant(settings);
+  unsigned threads = vm["threads"].as<unsigned>();
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  if (variant.active() && !quiet)
+    fmt::print(stderr, "imcsim run: graph variant: ADC at {} bits, references by {}\n", variant.adc_bits, variant.method);
+  const graph::Graph graph =
+      sweep::apply_graph_variant(graph::load_graph(graph_file), variant, vm["dataset-dir"].as<std::string>(), threads);
   mapping::Mapping mapping = mapping::map_graph(graph, mapping::ArrayGeometry::from(arch));
   const std::string replication = vm["replication"].as<std::string>();
   if (replication == "auto") {
@@ -226,8 +242,6 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
   if (graph.shape_only && !timing_only)
     throw std::runtime_error(fmt::format("{}: a shape_only graph has no weights: run it with --timing-only",
                                          graph_file));
-  unsigned threads = vm["threads"].as<unsigned>();
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   const uint64_t seed = vm["seed"].as<uint64_t>(), mc_runs = vm["mc"].as<uint64_t>();
   if (mc_runs > 0 && timing_only) throw UsageError("imcsim run: --mc needs a dataset run (not --timing-only)");
   if (mc_runs > 0 && seed + (mc_runs - 1) < seed) throw UsageError("imcsim run: --seed + --mc exceeds 2^64");
@@ -273,6 +287,11 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
   report::RunInfo info{command_line, graph_file, arch_file, images_file, labels_file, threads};
   auto rep = report::build_report(info, graph, arch, mapping, result, cost, systemc ? &*systemc : nullptr);
   add_nonideal_report(rep, arch, seed, mc_accuracies);
+  if (!settings.empty()) {
+    nlohmann::json set = nlohmann::json::object();
+    for (const auto& s : settings) set[s.key] = s.value;
+    rep["run"]["set"] = std::move(set);
+  }
   const std::filesystem::path out = std::filesystem::path(vm["out"].as<std::string>()) / "report.json";
   report::write_file_atomically(out, rep.dump(2) + "\n");
   if (!quiet) {
@@ -426,7 +445,10 @@ int main(int argc, char** argv) {
     if (command == "validate") return cmd_validate(args);
     if (command == "calibrate") return cmd_calibrate(args);
     if (command == "peak") return cmd_peak(args);
-    throw UsageError(fmt::format("imcsim: unknown command '{}' (expected run, inspect, validate, calibrate or peak)", command));
+    if (command == "sweep") return cmd_sweep(args);
+    if (command == "sweep-merge") return cmd_sweep_merge(args);
+    throw UsageError(fmt::format("imcsim: unknown command '{}' (expected run, inspect, validate, calibrate, peak, sweep "
+                                 "or sweep-merge)", command));
   } catch (const UsageError& e) {
     std::cerr << e.what() << "\n";
     return 2;
