@@ -250,13 +250,13 @@ static int cmd_sweep_impl(const std::vector<std::string>& args) {
   const auto points = sweep::shard_points(all_points, shard);
   const fs::path out = vm["out"].as<std::string>();
 
+  validate_points(spec, points);
   if (vm.count("dry-run")) {
     fmt::print("{} points{}\n", all_points.size(),
                shard.count > 1 ? fmt::format(", {} in shard {}/{}", points.size(), shard.index, shard.count) : "");
     for (const auto& p : points) fmt::print("{:>5} {} {}\n      {}\n", p.index, p.key, settings_text(p), sweep::run_command(spec, p));
     return 0;
   }
-  validate_points(spec, points);
 
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   unsigned jobs = vm["jobs"].as<unsigned>();
