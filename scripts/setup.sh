@@ -8,7 +8,7 @@ packages=(
   libsystemc-dev libprotobuf-dev protobuf-compiler libfmt-dev nlohmann-json3-dev
   libboost-iostreams-dev libboost-program-options-dev libgtest-dev libbenchmark-dev
   dataset-fashion-mnist
-  python3 python3-numpy python3-protobuf libopenblas0-pthread
+  python3 python3-numpy python3-protobuf python3-matplotlib libopenblas0-pthread
 )
 if [[ "${1:-}" == "--training" ]]; then packages+=(python3-torch); fi
 
