@@ -52,6 +52,13 @@ LABELS = {
 }
 
 
+def group_label(group, value):
+    v = json.loads(value)
+    if isinstance(v, str) and "/" in v:
+        v = os.path.basename(v)
+    return f"{group}={v}"
+
+
 def label(col):
     return LABELS.get(col, col)
 
@@ -154,7 +161,7 @@ def plot_sweep(rows, args, stem, written):
             if not rs:
                 continue
             xs = [r[xcol] if numeric(r.get(xcol)) else str(r.get(xcol)) for r in rs]
-            ax.plot(xs, [r[ycol] for r in rs], marker="o", label=(f"{group}={json.loads(g)}" if group else None))
+            ax.plot(xs, [r[ycol] for r in rs], marker="o", label=(group_label(group, g) if group else None))
         ax.set_xlabel(label(xcol))
         ax.set_ylabel(label(ycol))
         if args.logy or (ycol in ("energy_pj", "latency_ns") and _spread(rows, ycol) > 30):
@@ -173,7 +180,8 @@ def plot_sweep(rows, args, stem, written):
     if comps:
         fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(rows) + 2), 3.8))
         ordered = sorted(rows, key=lambda r: (sort_key(r.get(group)) if group else (0, 0, ""), sort_key(r.get(xcol))))
-        names = [f"{r.get(xcol)}" + (f"\n{r.get(group)}" if group else "") for r in ordered]
+        names = [f"{r.get(xcol)}" + (f"\n{group_label(group, json.dumps(r.get(group))).split('=', 1)[1]}" if group else "")
+                 for r in ordered]
         bottom = [0.0] * len(ordered)
         for c in comps:
             vals = [r.get(c) or 0.0 for r in ordered]
@@ -201,7 +209,7 @@ def plot_sweep(rows, args, stem, written):
     for g, rs in sorted(groups.items()):
         rs = [r for r in rs if numeric(r.get(pxc)) and numeric(r.get(pyc))]
         ax.scatter([r[pxc] for r in rs], [r[pyc] for r in rs], s=22, alpha=0.8,
-                   label=(f"{group}={json.loads(g)}" if group else "points"))
+                   label=(group_label(group, g) if group else "points"))
     ax.plot([r[pxc] for r in front], [r[pyc] for r in front], "k--", lw=1, label=f"front ({pxc} {pxd}, {pyc} {pyd})")
     marked = [r for r in rows if r.get("pareto") is True and numeric(r.get(pxc)) and numeric(r.get(pyc))]
     if marked:

@@ -375,18 +375,19 @@ std::vector<Objective> default_objectives(const SweepSpec& spec) {
 void check_spec(const SweepSpec& spec) {
   if (spec.axes.empty()) throw SpecError("axes: none (give --set KEY=V1,V2 or a sweep file with \"axes\")");
   std::set<std::string> seen;
-  bool has_graph_variant = false;
   for (const auto& a : spec.axes) {
     for (const auto& k : a.keys) {
       if (!seen.insert(k).second) throw SpecError(fmt::format("{}: key swept twice (one axis per key)", k));
-      if (key_kind(k) == KeyKind::kGraphVariant) has_graph_variant = true;
       if (key_kind(k) == KeyKind::kGraphFile || key_kind(k) == KeyKind::kRunOption) {
+        const bool integer = k == "run.stream_images" || k == "run.seed";
         for (const auto& v : a.values)
-          if (!v.is_string() && !(k == "run.stream_images" || k == "run.seed"))
-            throw SpecError(fmt::format("{}: expected string values, got {}", k, v.dump()));
-        if (k == "run.stream_images" || k == "run.seed")
-          for (const auto& v : a.values)
-            if (!v.is_number_unsigned()) throw SpecError(fmt::format("{}: expected integers >= 0, got {}", k, v.dump()));
+          for (const auto& s : a.settings_of(v)) {
+            if (s.key != k) continue;
+            if (integer && !s.value.is_number_unsigned())
+              throw SpecError(fmt::format("{}: expected integers >= 0, got {}", k, s.value.dump()));
+            if (!integer && !s.value.is_string())
+              throw SpecError(fmt::format("{}: expected string values, got {}", k, s.value.dump()));
+          }
       }
     }
     if (!a.continuous && a.values.empty()) throw SpecError(fmt::format("{}: empty value list", a.keys[0]));
@@ -394,7 +395,6 @@ void check_spec(const SweepSpec& spec) {
       throw SpecError(fmt::format("{}: a min/max axis needs \"mode\": \"random\" (a grid needs values or a range)",
                                   a.keys[0]));
   }
-  (void)has_graph_variant;
   if (spec.random && spec.samples == 0) throw SpecError("samples: random mode needs samples >= 1 (--samples N)");
   for (const auto& o : spec.objectives)
     if (o.column == "accuracy_top1" && spec.images == 0)
