@@ -16,6 +16,7 @@
 #include "sim/cost/analytical.h"
 #include "sim/cost/peak.h"
 #include "sim/data/idx_dataset.h"
+#include "sim/engine/adc_override.h"
 #include "sim/engine/functional_engine.h"
 #include "sim/engine/monte_carlo.h"
 #include "sim/graph/graph_loader.h"
@@ -226,8 +227,12 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   if (variant.active() && !quiet)
     fmt::print(stderr, "imcsim run: graph variant: ADC at {} bits, references by {}\n", variant.adc_bits, variant.method);
-  const graph::Graph graph =
-      sweep::apply_graph_variant(graph::load_graph(graph_file), variant, vm["dataset-dir"].as<std::string>(), threads);
+  // The arch config's adc.layer_bits_override (sweeps) applies on top: the simulated graph may
+  // differ from the file's, and the report's adc_override section says how.
+  const engine::AdcOverride adc_override = engine::apply_adc_override(
+      sweep::apply_graph_variant(graph::load_graph(graph_file), variant, vm["dataset-dir"].as<std::string>(), threads),
+      arch.adc, arch_file, vm["dataset-dir"].as<std::string>(), threads);
+  const graph::Graph& graph = adc_override.graph;
   mapping::Mapping mapping = mapping::map_graph(graph, mapping::ArrayGeometry::from(arch));
   const std::string replication = vm["replication"].as<std::string>();
   if (replication == "auto") {
@@ -292,11 +297,13 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
     for (const auto& s : settings) set[s.key] = s.value;
     rep["run"]["set"] = std::move(set);
   }
+  rep["adc_override"] = adc_override.report;
   const std::filesystem::path out = std::filesystem::path(vm["out"].as<std::string>()) / "report.json";
   report::write_file_atomically(out, rep.dump(2) + "\n");
   if (!quiet) {
     std::cout << report::text_summary(rep);
     std::cout << nonideal_summary(rep);
+    std::cout << engine::adc_override_summary(adc_override.report);
     std::cout << fmt::format("report     {} (simulated {} images in {:.1f} s)\n", out.string(), result.images,
                              result.wall_seconds);
   }

@@ -21,6 +21,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "models/adc/calibration.h"
 #include "sim/config/defaults.h"
 
 namespace imcsim::config {
@@ -122,7 +123,9 @@ struct RawConfig {
   struct {
     bool present = false;
     std::optional<AdcKind> kind;
-    std::optional<uint64_t> bits, columns_per_adc, conversion_cycles;
+    std::optional<uint64_t> bits, columns_per_adc, conversion_cycles, layer_bits_override,
+        override_calibration_images;
+    std::optional<std::string> override_references;
   } adc;
   struct {
     bool present = false;
@@ -277,7 +280,9 @@ RawConfig parse_raw(const json& j, const std::string& source) {
     raw.dac.present = true;
     raw.dac.bits = s->uint("bits");
   }
-  if (auto s = section(source, top, "adc", {"kind", "bits", "columns_per_adc", "conversion_cycles"})) {
+  if (auto s = section(source, top, "adc", {"kind", "bits", "columns_per_adc", "conversion_cycles",
+                                            "layer_bits_override", "override_references",
+                                            "override_calibration_images"})) {
     raw.adc.present = true;
     if (auto kind = s->string("kind")) {
       const auto it = std::find_if(kAdcKinds.begin(), kAdcKinds.end(),
@@ -291,6 +296,17 @@ RawConfig parse_raw(const json& j, const std::string& source) {
     raw.adc.bits = s->uint("bits");
     raw.adc.columns_per_adc = s->uint("columns_per_adc");
     raw.adc.conversion_cycles = s->uint("conversion_cycles");
+    raw.adc.layer_bits_override = s->uint("layer_bits_override");
+    raw.adc.override_calibration_images = s->uint("override_calibration_images");
+    if (auto refs = s->string("override_references")) {
+      if (*refs != "rescale" && !kernels::parse_calib_method(*refs)) {
+        std::string expected = "rescale";
+        for (const auto m : kernels::all_calib_methods()) expected += fmt::format(", {}", kernels::calib_method_name(m));
+        fail(source, s->path("override_references"),
+             fmt::format("unknown reference rule \"{}\" (expected one of: {})", *refs, expected));
+      }
+      raw.adc.override_references = *refs;
+    }
   }
   if (const auto it = j.find("fixed_blocks"); it != j.end()) {
     if (!it->is_array()) fail(source, "/fixed_blocks", "must be an array of objects");
@@ -533,6 +549,15 @@ ArchConfig validate(const RawConfig& raw, const std::string& source) {
                                                   d::kMaxArrayDim);
     cfg.adc.conversion_cycles = v.integer<uint32_t>(raw.adc.conversion_cycles, "/adc/conversion_cycles",
                                                     0, 0, 1u << 20);
+    if (raw.adc.layer_bits_override && *raw.adc.layer_bits_override > cfg.adc.bits)
+      fail(source, "/adc/layer_bits_override",
+           fmt::format("must not exceed /adc/bits = {} (the ADC's maximum resolution; 0 = off), got {}",
+                       cfg.adc.bits, *raw.adc.layer_bits_override));
+    cfg.adc.layer_bits_override = v.integer<uint32_t>(raw.adc.layer_bits_override, "/adc/layer_bits_override",
+                                                      0, 0, cfg.adc.bits);
+    cfg.adc.override_calibration_images = v.integer<uint32_t>(
+        raw.adc.override_calibration_images, "/adc/override_calibration_images", 512, 1, 60000);
+    cfg.adc.override_references = raw.adc.override_references.value_or("rescale");
     if (cfg.array.cols % cfg.adc.columns_per_adc != 0) {
       fail(source, "/adc/columns_per_adc",
            fmt::format("must divide /array/cols = {} (columns are multiplexed evenly onto the "
@@ -793,7 +818,10 @@ json to_json(const ArchConfig& c) {
        {{"kind", std::string(to_string(c.adc.kind))},
         {"bits", c.adc.bits},
         {"columns_per_adc", c.adc.columns_per_adc},
-        {"conversion_cycles", c.adc.conversion_cycles}}},
+        {"conversion_cycles", c.adc.conversion_cycles},
+        {"layer_bits_override", c.adc.layer_bits_override},
+        {"override_references", c.adc.override_references},
+        {"override_calibration_images", c.adc.override_calibration_images}}},
       {"tile",
        {{"arrays_per_tile", c.tile.arrays_per_tile},
         {"input_buffer_bytes", c.tile.input_buffer_bytes},

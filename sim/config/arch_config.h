@@ -61,6 +61,14 @@ struct AdcConfig {
   // flash: 1, ramp: 2^bits); 0 = use the rule. For ADCs clocked faster than the chip (ISAAC:
   // a 1.28 GS/s SAR ADC converts one sample per cycle of a 1.28 GHz clock).
   uint32_t conversion_cycles = 0;
+  // Sweeps: every IMC layer's ADC converts at this many bits instead of the graph's (0 = off;
+  // 1..bits). References: "rescale" re-derives linear ADCs keeping their full-scale range
+  // (non-linear ADCs need data: an error), or a calibration method name ("linear-minmax", ...,
+  // "bs-kmq", docs/calibration.md) fits new ones on the first override_calibration_images
+  // training images. The report's "adc_override" section says what was simulated.
+  uint32_t layer_bits_override = 0;
+  std::string override_references = "rescale";
+  uint32_t override_calibration_images = 512;
   bool operator==(const AdcConfig&) const = default;
 };
 

@@ -145,7 +145,8 @@ TEST(ArchConfigErrors, UnknownTopLevelKey) {
 TEST(ArchConfigErrors, UnknownNestedKey) {
   expect_error(json{{"adc", {{"bitz", 8}}}},
                {"arch_configs/x.json: /adc/bitz: unknown key (expected one of: kind, bits, "
-                "columns_per_adc, conversion_cycles)"});
+                "columns_per_adc, conversion_cycles, layer_bits_override, override_references, "
+                "override_calibration_images)"});
   expect_error(json{{"components", {{"adc", {{"energy", 1.0}}}}}},
                {"/components/adc/energy", "energy_pj, area_um2, source"});
   expect_error(json{{"components", {{"sram", json::object()}}}},
