@@ -216,7 +216,7 @@ TEST(SweepOverrides, AppliedBeforeValidation) {
   const std::string src = arch.string() + " (with --set ";
   EXPECT_EQ(error_of([&] { load_arch_config_with(arch, {{"/adc/bitz", 3}}); }),
             src + "/adc/bitz=3): /adc/bitz: unknown key (expected one of: kind, bits, columns_per_adc, "
-                  "conversion_cycles); did you mean \"bits\"?");
+                  "conversion_cycles, layer_bits_override, override_references, override_calibration_images); did you mean \"bits\"?");
   EXPECT_EQ(error_of([&] { load_arch_config_with(arch, {{"/adc/kind", "magic"}}); }).substr(0, src.size() + 29),
             src + "/adc/kind=magic): /adc/kind: ");
   EXPECT_NE(error_of([&] { load_arch_config_with(arch, {{"/adc/bits", "eight"}}); }).find("/adc/bits: expected"),
@@ -406,7 +406,7 @@ TEST(SweepCli, RunSetOverridesAndErrors) {
   EXPECT_EQ(sh(imcsim() + " run --timing-only -q --set /adc/bitz=10 --out " + dir.string() + "/x", &out), 1);
   EXPECT_EQ(out,
             "imcsim: error: arch_configs/default.json (with --set /adc/bitz=10): /adc/bitz: unknown key (expected one "
-            "of: kind, bits, columns_per_adc, conversion_cycles); did you mean \"bits\"?\n");
+            "of: kind, bits, columns_per_adc, conversion_cycles, layer_bits_override, override_references, override_calibration_images); did you mean \"bits\"?\n");
   EXPECT_EQ(sh(imcsim() + " run --timing-only -q --set adcbits --out " + dir.string() + "/x", &out), 1);
   EXPECT_EQ(out, "imcsim: error: --set 'adcbits': expected KEY=VALUE (e.g. /adc/bits=4)\n");
   // Graph variant: every linear ADC re-derived at 6 bits (full-scale kept).
@@ -421,7 +421,7 @@ TEST(SweepCli, BadSpecsGiveOneLineErrors) {
   std::string out;
   EXPECT_EQ(sh(imcsim() + " sweep --dry-run --set /adc/bitz=3,4", &out), 1);
   EXPECT_EQ(out, "imcsim: error: point 0 (/adc/bitz=3): arch_configs/default.json (with --set /adc/bitz=3): /adc/bitz: "
-                 "unknown key (expected one of: kind, bits, columns_per_adc, conversion_cycles); did you mean \"bits\"?\n");
+                 "unknown key (expected one of: kind, bits, columns_per_adc, conversion_cycles, layer_bits_override, override_references, override_calibration_images); did you mean \"bits\"?\n");
   EXPECT_EQ(sh(imcsim() + " sweep --set /adc/bits=8:3", &out), 1);
   EXPECT_EQ(out, "imcsim: error: --set /adc/bits: range: empty range: from 8 > to 3\n");
   EXPECT_EQ(sh(imcsim() + " sweep --set /adc/bits=8 --shard 1/1", &out), 1);
