@@ -3,12 +3,8 @@
 // a crash (death by signal is a failure) and print exactly one line on stderr that starts with
 // "imcsim" and names the problem (the file and the field). A valid run on a tiny graph writes a
 // report whose accuracy equals the library's own result.
-#include <fcntl.h>
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -23,8 +19,7 @@
 #include "sim/engine/functional_engine.h"
 #include "sim/graph/graph_loader.h"
 #include "sim/graph/imcsim_graph.pb.h"
-
-extern char** environ;
+#include "tests/support/cli_runner.h"
 
 namespace {
 
@@ -37,69 +32,20 @@ const fs::path kTinyGraph = kGraphs / "tiny_fmnist.imcg.txt";
 const fs::path kDefaultArch = kSourceDir / "arch_configs" / "default.json";
 const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
 
-struct RunResult {
-  bool exited = false;  // normal exit (not killed by a signal)
-  int exit_code = -1;
-  int signal = 0;
-  std::string out, err;
-  std::vector<std::string> err_lines() const {
-    std::vector<std::string> lines;
-    std::istringstream in(err);
-    for (std::string l; std::getline(in, l);) lines.push_back(l);
-    return lines;
-  }
-};
+using RunResult = imcsim::testing_support::CliResult;
+using imcsim::testing_support::slurp_file;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-class Cli : public ::testing::Test {
+class Cli : public imcsim::testing_support::TempDirTest {
  protected:
-  fs::path dir;
-  void SetUp() override {
-    dir = fs::temp_directory_path() / ("imcsim_bad_input_test_" + std::to_string(::getpid()) + "_" +
-                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  void TearDown() override { fs::remove_all(dir); }
-
   fs::path write(const std::string& name, const std::string& bytes) {
     const fs::path p = dir / name;
     std::ofstream(p, std::ios::binary) << bytes;
     return p;
   }
 
-  // Runs IMCSIM_BINARY with `args` (no shell), stdout / stderr captured to files.
   RunResult run(const std::vector<std::string>& args) {
-    const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<std::string> argv_s{IMCSIM_BINARY};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = 0;
-    RunResult r;
-    const int rc = posix_spawn(&pid, IMCSIM_BINARY, &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    EXPECT_EQ(rc, 0) << "cannot start " << IMCSIM_BINARY;
-    if (rc != 0) return r;
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    r.exited = WIFEXITED(status);
-    r.exit_code = r.exited ? WEXITSTATUS(status) : -1;
-    r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    r.out = slurp(out);
-    r.err = slurp(err);
+    RunResult r = imcsim::testing_support::run_imcsim(args, dir);
+    EXPECT_TRUE(r.started) << "cannot start " << IMCSIM_BINARY;
     return r;
   }
 
@@ -155,7 +101,7 @@ const std::string kTinyPayload = std::string("\x08\x01\x12\x01x", 5);
 // The tiny graph as a real binary .imcg (its text form re-serialised with the graph schema).
 std::string tiny_imcg() {
   imcsim::pb::Graph g;
-  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(slurp(kTinyGraph), &g));
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(slurp_file(kTinyGraph), &g));
   return make_container(g.SerializeAsString());
 }
 
@@ -220,7 +166,7 @@ TEST_F(Cli, TextGraphWithWrongSizes) {
 // containing control characters in convert_graph ("name: must not contain control
 // characters"), or escape them when formatting messages.
 TEST_F(Cli, NodeNameWithNewlineKeepsTheErrorOnOneLine) {
-  std::string text = slurp(kGraphs / "bad_weight_count.imcg.txt");
+  std::string text = slurp_file(kGraphs / "bad_weight_count.imcg.txt");
   const auto at = text.find("name: \"fc\"");
   ASSERT_NE(at, std::string::npos);
   text.replace(at, 10, "name: \"f\\nc\"");  // the text-format escape \n: a real newline
@@ -380,7 +326,7 @@ TEST_F(Cli, ValidRunWritesReport) {
     ASSERT_TRUE(r.exited) << "signal " << r.signal;
     ASSERT_EQ(r.exit_code, 0) << r.err;
     ASSERT_TRUE(fs::exists(out / "report.json"));
-    const json rep = json::parse(slurp(out / "report.json"));
+    const json rep = json::parse(slurp_file(out / "report.json"));
     for (const char* key : {"accuracy", "latency", "energy", "area"}) {
       ASSERT_TRUE(rep.contains(key)) << key;
       EXPECT_TRUE(rep.at(key).is_object()) << key;

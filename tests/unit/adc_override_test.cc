@@ -31,16 +31,8 @@ const fs::path kNonlinearGraph = kSourceDir / "workloads/fmnist_cnn/fmnist_cnn_a
 const fs::path kTinyGraph = kSourceDir / "tests/data/graphs/tiny_fmnist.imcg.txt";
 const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
 
-class AdcOverrideTest : public ::testing::Test {
+class AdcOverrideTest : public testing_support::TempDirTest {
  protected:
-  fs::path dir;
-  void SetUp() override {
-    dir = fs::temp_directory_path() / ("imcsim_adc_override_test_" + std::to_string(::getpid()) + "_" +
-                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  void TearDown() override { fs::remove_all(dir); }
   fs::path write_config(const std::string& name, const std::string& text) {
     const fs::path p = dir / name;
     std::ofstream(p) << text;

@@ -10,11 +10,7 @@
 //  * histogram collection equals partial sums computed here from SEMANTICS; sequential
 //    (layer-by-layer) calibration; golden regeneration equals the Python reference's goldens;
 //  * the CLI: bad options give one-line errors naming the option; a tiny run writes a valid graph.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -32,8 +28,7 @@
 #include "sim/engine/functional_engine.h"
 #include "sim/graph/graph_loader.h"
 #include "sim/graph/graph_writer.h"
-
-extern char** environ;
+#include "tests/support/cli_runner.h"
 
 namespace imcsim {
 namespace {
@@ -744,51 +739,12 @@ TEST(RegenerateGoldens, ReproducesThePythonReferenceGoldensOfEveryBundledGraph) 
 
 // ---- command line ------------------------------------------------------------------------------------
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out, err;
-};
+using RunResult = testing_support::CliResult;
+using testing_support::slurp_file;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-class CalibrateCli : public ::testing::Test {
+class CalibrateCli : public testing_support::TempDirTest {
  protected:
-  fs::path dir;
-  void SetUp() override {
-    dir = fs::temp_directory_path() / ("imcsim_calibration_test_" + std::to_string(::getpid()) + "_" +
-                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  void TearDown() override { fs::remove_all(dir); }
-  RunResult run(std::vector<std::string> args) {
-    const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    args.insert(args.begin(), IMCSIM_BINARY);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = 0;
-    RunResult r;
-    const int rc = posix_spawn(&pid, IMCSIM_BINARY, &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) return r;
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
-  }
+  RunResult run(std::vector<std::string> args) { return testing_support::run_imcsim(std::move(args), dir); }
   std::vector<std::string> base(const std::string& method, const std::string& bits) {
     return {"calibrate", "--graph", kTinyGraph.string(), "--arch", (kSourceDir / "arch_configs/default.json").string(),
             "--method", method, "--bits", bits, "--images", "3", "--out", (dir / "new.imcg").string(), "--quiet"};
@@ -838,7 +794,7 @@ TEST_F(CalibrateCli, TinyGraphCalibratesToAValidGraphAndReport) {
   EXPECT_EQ(adc.granularity, kernels::AdcGranularity::kColumn);
   EXPECT_EQ(g.provenance.reference_images, 0u);
   EXPECT_NE(g.provenance.command.find("imcsim calibrate"), std::string::npos);
-  const auto rep = nlohmann::json::parse(slurp(dir / "r.json"));
+  const auto rep = nlohmann::json::parse(slurp_file(dir / "r.json"));
   EXPECT_EQ(rep["images"], 3);
   ASSERT_EQ(rep["layers"].size(), 1u);
   EXPECT_EQ(rep["layers"][0]["mse_lsb2"].size(), 7u);

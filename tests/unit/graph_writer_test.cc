@@ -16,6 +16,7 @@
 #include "sim/engine/calibration.h"
 #include "sim/graph/graph_loader.h"
 #include "sim/graph/graph_writer.h"
+#include "tests/support/cli_runner.h"
 #include "tests/unit/graph_text.h"
 
 namespace imcsim::graph {
@@ -157,17 +158,8 @@ void expect_same(const Graph& a, const Graph& b) {
   }
 }
 
-class GraphWriter : public ::testing::Test {
+class GraphWriter : public testing_support::TempDirTest {
  protected:
-  fs::path dir;
-  void SetUp() override {
-    dir = fs::temp_directory_path() / ("imcsim_graph_writer_test_" + std::to_string(::getpid()) + "_" +
-                                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  void TearDown() override { fs::remove_all(dir); }
-
   // load(save(g)) == g for the binary container and the text format; saving is idempotent.
   void round_trip(const Graph& g) {
     const fs::path bin = dir / "sub" / "g.imcg", txt = dir / "g.imcg.txt";
