@@ -11,6 +11,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "sim/graph/container.h"
 #include "sim/graph/imcsim_graph.pb.h"
 #include "models/crossbar/crossbar.h"
 
@@ -23,27 +24,8 @@ using kernels::WeightEncoding;
 
 namespace {
 
-constexpr char kContainerMagic[8] = {'I', 'M', 'C', 'G', 'R', 'A', 'P', 'H'};
-constexpr uint32_t kContainerVersion = 1;
-constexpr size_t kHeaderBytes = 8 + 4 + 4 + 8;
-constexpr size_t kTrailerBytes = 8;
 constexpr uint32_t kMaxBits = 16;
 constexpr uint32_t kMaxFracBits = 24;
-
-uint64_t fnv1a64(const char* data, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<unsigned char>(data[i]);
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
-uint64_t read_le(const char* p, size_t bytes) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < bytes; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
-  return v;
-}
 
 // Escapes control characters so that an error message stays on one line whatever the file holds.
 std::string one_line(const std::string& text) {
@@ -583,29 +565,9 @@ Graph load_graph(const std::filesystem::path& file) {
   const std::string bytes = read_file(file);
   if (is_text_name(file)) return parse_graph_text(bytes, name);
 
-  if (bytes.size() < kHeaderBytes || std::memcmp(bytes.data(), kContainerMagic, 8) != 0)
-    throw GraphError(fmt::format("{}: not an imcsim graph (missing IMCGRAPH header; text graphs must "
-                                 "end in .txt / .pbtxt / .textproto)", name));
-  const auto version = static_cast<uint32_t>(read_le(bytes.data() + 8, 4));
-  if (version != kContainerVersion)
-    throw GraphError(fmt::format("{}: unsupported container version {} (expected {})", name, version,
-                                 kContainerVersion));
-  const uint64_t payload = read_le(bytes.data() + 16, 8);
-  // Compare without forming header + payload + trailer, which a hostile length could wrap.
-  if (bytes.size() < kHeaderBytes + kTrailerBytes || payload != bytes.size() - kHeaderBytes - kTrailerBytes)
-    throw GraphError(fmt::format("{}: truncated or padded file: header announces {} payload bytes, "
-                                 "file has {} bytes (a {}-byte header and an {}-byte checksum around it)", name,
-                                 payload, bytes.size(), kHeaderBytes, kTrailerBytes));
-  if (payload > static_cast<uint64_t>(INT32_MAX))
-    throw GraphError(fmt::format("{}: payload of {} bytes exceeds the 2 GiB protobuf limit", name, payload));
-  const char* body = bytes.data() + kHeaderBytes;
-  const uint64_t stored = read_le(body + payload, 8);
-  const uint64_t actual = fnv1a64(body, payload);
-  if (stored != actual)
-    throw GraphError(fmt::format("{}: corrupt file: payload checksum {:016x} does not match stored "
-                                 "{:016x}", name, actual, stored));
+  const std::string_view body = unwrap_container(bytes, name);
   pb::Graph g;
-  if (!g.ParseFromArray(body, static_cast<int>(payload)))
+  if (!g.ParseFromArray(body.data(), static_cast<int>(body.size())))
     throw GraphError(fmt::format("{}: corrupt file: protobuf payload does not parse", name));
   return convert_graph(g, name);
 }

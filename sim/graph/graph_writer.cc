@@ -7,6 +7,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "sim/graph/container.h"
 #include "sim/graph/imcsim_graph.pb.h"
 #include "sim/report/report.h"
 
@@ -19,22 +20,6 @@ using kernels::AdcRounding;
 using kernels::WeightEncoding;
 
 namespace {
-
-constexpr char kContainerMagic[8] = {'I', 'M', 'C', 'G', 'R', 'A', 'P', 'H'};
-constexpr uint32_t kContainerVersion = 1;
-
-uint64_t fnv1a64(const std::string& data) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
-void put_le(std::string& out, uint64_t v, size_t bytes) {
-  for (size_t i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
 
 void to_pb(const Quant& q, pb::Quant* out) {
   out->set_scale(q.scale);
@@ -217,13 +202,7 @@ std::string serialize_graph(const Graph& graph) {
   if (payload.size() > static_cast<size_t>(INT32_MAX))
     throw std::runtime_error(fmt::format("graph '{}': payload of {} bytes exceeds the 2 GiB protobuf limit", graph.name,
                                          payload.size()));
-  std::string out(kContainerMagic, sizeof kContainerMagic);
-  put_le(out, kContainerVersion, 4);
-  put_le(out, 0, 4);
-  put_le(out, payload.size(), 8);
-  out += payload;
-  put_le(out, fnv1a64(payload), 8);
-  return out;
+  return wrap_container(payload);
 }
 
 std::string graph_to_text(const Graph& graph) {

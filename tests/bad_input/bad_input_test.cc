@@ -17,6 +17,7 @@
 
 #include "sim/data/idx_dataset.h"
 #include "sim/engine/functional_engine.h"
+#include "sim/graph/container.h"
 #include "sim/graph/graph_loader.h"
 #include "sim/graph/imcsim_graph.pb.h"
 #include "tests/support/cli_runner.h"
@@ -71,28 +72,7 @@ class Cli : public imcsim::testing_support::TempDirTest {
   }
 };
 
-uint64_t fnv1a64(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
-void put_le(std::string& out, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-std::string make_container(const std::string& payload) {
-  std::string out = "IMCGRAPH";
-  put_le(out, 1, 4);
-  put_le(out, 0, 4);
-  put_le(out, payload.size(), 8);
-  out += payload;
-  put_le(out, fnv1a64(payload), 8);
-  return out;
-}
+using imcsim::graph::wrap_container;
 
 // A protobuf payload encoding Graph{format_version: 1, name: "x"} (field 1 varint, field 2
 // length-delimited) — enough to get past the container checks.
@@ -102,7 +82,7 @@ const std::string kTinyPayload = std::string("\x08\x01\x12\x01x", 5);
 std::string tiny_imcg() {
   imcsim::pb::Graph g;
   EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(slurp_file(kTinyGraph), &g));
-  return make_container(g.SerializeAsString());
+  return wrap_container(g.SerializeAsString());
 }
 
 bool have_dataset() { return fs::exists(fs::path(kFashionMnist) / "t10k-images-idx3-ubyte.gz"); }
@@ -137,19 +117,17 @@ TEST_F(Cli, TruncatedAndPaddedImcg) {
 
 TEST_F(Cli, ValidContainerWithInvalidGraph) {
   // Payload Graph{format_version: 1, name: "x"}: no input -> the loader names the field.
-  const auto g = write("noinput.imcg", make_container(kTinyPayload));
+  const auto g = write("noinput.imcg", wrap_container(kTinyPayload));
   expect_failure({"validate", "--graph", g.string()}, 1, {g.string(), "input", "missing"});
 }
 
-// BUG (sim/graph/graph_loader.cc, load_graph): a header announcing a payload of 2^64 - 8 bytes
-// wraps `kHeaderBytes + payload + kTrailerBytes` to 24, so a 24-byte file passes the size check
-// and the checksum loop reads far past the buffer: the process dies with SIGSEGV. See
+// Regression (sim/graph/container.cc, unwrap_container): a header announcing a payload of 2^64 - 8 bytes
+// wrapped `header + payload + trailer` to 24, so a 24-byte file passed the size check and the
+// checksum loop read far past the buffer (SIGSEGV) before the fix. See
 // tests/unit/graph_loader_test.cc (Container.HugeAnnouncedLengthDoesNotWrapTheSizeCheck).
 TEST_F(Cli, HugeAnnouncedPayloadLengthDoesNotCrash) {
-  std::string bytes = "IMCGRAPH";
-  put_le(bytes, 1, 4);
-  put_le(bytes, 0, 4);
-  put_le(bytes, ~uint64_t{0} - 7, 8);  // 2^64 - 8
+  // A valid container's first 16 bytes, then a u64 length of 2^64 - 8 (little-endian).
+  std::string bytes = wrap_container("").substr(0, 16) + std::string("\xf8\xff\xff\xff\xff\xff\xff\xff", 8);
   const auto g = write("wrap.imcg", bytes);
   expect_failure({"validate", "--graph", g.string()}, 1, {g.string()});
 }
