@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <stdexcept>
+
 namespace imcsim::timing {
 
 using sc_core::sc_time;
@@ -12,9 +15,65 @@ namespace {
 sc_time cycles(uint64_t n) { return sc_time(static_cast<double>(n), SC_NS); }
 }  // namespace
 
-LayerPipeline::LayerPipeline(sc_core::sc_module_name name, std::vector<PipelineJob> jobs, TraceOptions trace)
-    : sc_module(name), jobs_(std::move(jobs)), trace_(std::move(trace)) {
+ChipFabric::ChipFabric(uint32_t global_buffer_ports, std::vector<std::string> link_names)
+    : ports_(global_buffer_ports), ports_free_(global_buffer_ports), link_names_(std::move(link_names)),
+      link_held_(link_names_.size(), false), link_busy_(link_names_.size(), 0) {}
+
+namespace {
+uint64_t now() { return static_cast<uint64_t>(sc_core::sc_time_stamp().to_seconds() * 1e9 + 0.5); }
+}  // namespace
+
+void ChipFabric::global_buffer_access(uint64_t n, uint64_t& stall, uint64_t& busy, std::string& state) {
+  if (n == 0) return;
+  const uint64_t t0 = now();
+  if (ports_free_ == 0) {
+    state = "a global buffer port";
+    while (ports_free_ == 0) sc_core::wait(port_ev_);
+    state.clear();
+  }
+  stall += now() - t0;
+  --ports_free_;
+  sc_core::wait(cycles(n));
+  busy += n;
+  gb_busy_ += n;
+  ++ports_free_;
+  port_ev_.notify(SC_ZERO_TIME);
+}
+
+void ChipFabric::link_transfer(const std::vector<uint32_t>& path, uint64_t n, uint64_t& stall, uint64_t& busy,
+                               std::string& state) {
+  if (n == 0 || path.empty()) return;
+  for (uint32_t l : path)
+    if (l >= link_held_.size())
+      throw std::logic_error(fmt::format("interconnect link {} outside the fabric's {} links", l, link_held_.size()));
+  const uint64_t t0 = now();
+  for (;;) {
+    const auto held = std::find_if(path.begin(), path.end(), [&](uint32_t l) { return link_held_[l]; });
+    if (held == path.end()) break;
+    state = fmt::format("interconnect link '{}'", link_names_[*held]);
+    sc_core::wait(link_ev_);
+  }
+  state.clear();
+  stall += now() - t0;
+  for (uint32_t l : path) link_held_[l] = true;
+  sc_core::wait(cycles(n));
+  for (uint32_t l : path) {
+    link_held_[l] = false;
+    link_busy_[l] += n;
+  }
+  busy += n;
+  link_ev_.notify(SC_ZERO_TIME);
+}
+
+LayerPipeline::LayerPipeline(sc_core::sc_module_name name, std::vector<PipelineJob> jobs, TraceOptions trace,
+                             ChipFabric* fabric)
+    : sc_module(name), jobs_(std::move(jobs)), fabric_(fabric), trace_(std::move(trace)) {
   results_.resize(jobs_.size());
+  for (const auto& j : jobs_)
+    if (!fabric_ && j.is_imc &&
+        (j.imc.gb_read_cycles || j.imc.gb_write_cycles || j.imc.link_in_cycles || j.imc.link_out_cycles))
+      throw std::invalid_argument(fmt::format("node '{}' uses the global buffer / interconnect but the "
+                                              "pipeline has no chip fabric", j.name));
   SC_THREAD(controller);
   SC_THREAD(fetcher);
   SC_THREAD(array);
@@ -115,6 +174,27 @@ void LayerPipeline::bus_transfer(uint64_t transfer_cycles, uint64_t& stall, uint
   bus_ev_.notify(SC_ZERO_TIME);
 }
 
+void LayerPipeline::deliver_input(const PipelineJob& job, StageStats& st) {
+  if (fabric_) {
+    fabric_->global_buffer_access(job.imc.gb_read_cycles, st.fetch_stall_gb, st.gb_busy, fetch_state_);
+    const uint64_t before = st.link_busy;
+    fabric_->link_transfer(job.link_path_in, job.imc.link_in_cycles, st.fetch_stall_link, st.link_busy, fetch_state_);
+    st.link_hop_cycles += (st.link_busy - before) * job.link_path_in.size();
+  }
+  bus_transfer(job.imc.fetch_cycles, st.fetch_stall_bus, st.bus_busy, fetch_state_);
+}
+
+void LayerPipeline::deliver_output(const PipelineJob& job, StageStats& st) {
+  bus_transfer(job.imc.write_cycles, st.write_stall_bus, st.bus_busy, write_state_);
+  if (fabric_) {
+    const uint64_t before = st.link_busy;
+    fabric_->link_transfer(job.link_path_out, job.imc.link_out_cycles, st.write_stall_link, st.link_busy,
+                           write_state_);
+    st.link_hop_cycles += (st.link_busy - before) * job.link_path_out.size();
+    fabric_->global_buffer_access(job.imc.gb_write_cycles, st.write_stall_gb, st.gb_busy, write_state_);
+  }
+}
+
 void LayerPipeline::fetcher() {
   for (size_t j = 0; j < jobs_.size(); ++j) {
     wait_until([&] { return job_ready(j); }, job_start_ev_, fetch_state_, "its next job");
@@ -125,7 +205,7 @@ void LayerPipeline::fetcher() {
       uint64_t t0 = now_cycles();
       wait_until([&] { return fetched_ - consumed_ < 2; }, slot_ev_, fetch_state_, "a free input register");
       st.fetch_stall_slot += now_cycles() - t0;
-      bus_transfer(job.imc.fetch_cycles, st.fetch_stall_bus, st.bus_busy, fetch_state_);
+      deliver_input(job, st);
       ++fetched_;
       input_ev_.notify(SC_ZERO_TIME);
     }
@@ -192,7 +272,7 @@ void LayerPipeline::writer() {
     StageStats& st = results_[j].stats;
     for (uint64_t p = 0; p < job.imc.positions; ++p) {
       wait_until([&] { return outputs_ready_ > p; }, output_ev_, write_state_, "an output vector");
-      bus_transfer(job.imc.write_cycles, st.write_stall_bus, st.bus_busy, write_state_);
+      deliver_output(job, st);
       ++written_;
       written_ev_.notify(SC_ZERO_TIME);
     }

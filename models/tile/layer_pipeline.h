@@ -20,6 +20,33 @@ struct PipelineJob {
   bool is_imc = false;
   LayerTimingParams imc;        // IMC layer
   uint64_t digital_cycles = 0;  // digital node
+  std::vector<uint32_t> link_path_in, link_path_out;  // interconnect links (ChipFabric ids)
+};
+
+// The chip-level resources every layer pipeline shares: the global buffer's ports and the
+// interconnect's links (sim/config/component_registry.h numbers them). A global buffer
+// access holds one free port; an interconnect transfer holds every link of its path at once
+// (acquired together, so transfers cannot deadlock each other). Called from SC_THREADs.
+class ChipFabric {
+ public:
+  ChipFabric(uint32_t global_buffer_ports, std::vector<std::string> link_names);
+  // Blocks until a port is free, holds it for `cycles`; adds the wait to `stall`, the hold to `busy`.
+  void global_buffer_access(uint64_t cycles, uint64_t& stall, uint64_t& busy, std::string& state);
+  // Blocks until every link of `path` is free, holds them for `cycles`.
+  void link_transfer(const std::vector<uint32_t>& path, uint64_t cycles, uint64_t& stall, uint64_t& busy,
+                     std::string& state);
+  const std::vector<uint64_t>& link_busy_cycles() const { return link_busy_; }
+  const std::vector<std::string>& link_names() const { return link_names_; }
+  uint64_t global_buffer_port_busy_cycles() const { return gb_busy_; }
+  uint32_t global_buffer_ports() const { return ports_; }
+
+ private:
+  uint32_t ports_, ports_free_;
+  std::vector<std::string> link_names_;
+  std::vector<bool> link_held_;
+  std::vector<uint64_t> link_busy_;
+  uint64_t gb_busy_ = 0;
+  sc_core::sc_event port_ev_, link_ev_;
 };
 
 // Where a job's cycles went, per stage (cycles).
@@ -34,6 +61,13 @@ struct StageStats {
   uint64_t fetch_stall_slot = 0;    // fetch waiting for a free input register
   uint64_t write_stall_bus = 0;     // write waiting for the bus
   uint64_t digital_busy = 0;
+  uint64_t gb_busy = 0;             // global buffer port cycles (reads + writes of this node)
+  uint64_t fetch_stall_gb = 0;      // input read waiting for a global buffer port
+  uint64_t write_stall_gb = 0;      // output write waiting for a global buffer port
+  uint64_t link_busy = 0;           // interconnect transfer cycles (each holds its whole path)
+  uint64_t link_hop_cycles = 0;     // sum over transfers of cycles x links held
+  uint64_t fetch_stall_link = 0;    // input transfer waiting for its links
+  uint64_t write_stall_link = 0;    // output transfer waiting for its links
 };
 
 struct JobResult {
@@ -53,7 +87,10 @@ struct TraceOptions {
 class LayerPipeline : public sc_core::sc_module {
  public:
   SC_HAS_PROCESS(LayerPipeline);
-  LayerPipeline(sc_core::sc_module_name name, std::vector<PipelineJob> jobs, TraceOptions trace = {});
+  // `fabric` (shared by every pipeline of the chip; may be null when no job uses the global
+  // buffer or the interconnect) must outlive the pipeline.
+  LayerPipeline(sc_core::sc_module_name name, std::vector<PipelineJob> jobs, TraceOptions trace = {},
+                ChipFabric* fabric = nullptr);
   ~LayerPipeline() override;
 
   // Inter-layer pipelining: job j may start only after `upstream` has finished its job j.
@@ -82,8 +119,13 @@ class LayerPipeline : public sc_core::sc_module {
   // Job j has started (or, for a zero-cycle digital job, already ended): stages move on.
   bool job_ready(size_t job) const { return current_job_ >= static_cast<int64_t>(job); }
 
+  // Input delivery / output delivery of one position through the fabric and the tile bus.
+  void deliver_input(const PipelineJob& job, StageStats& st);
+  void deliver_output(const PipelineJob& job, StageStats& st);
+
   std::vector<PipelineJob> jobs_;
   std::vector<JobResult> results_;
+  ChipFabric* fabric_ = nullptr;
   TraceOptions trace_;
   sc_core::sc_trace_file* vcd_ = nullptr;
 

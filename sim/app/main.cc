@@ -285,6 +285,7 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
   std::optional<timing::SystemcTimingResult> systemc;
   if (timing_model == "systemc") {
     // Timing does not depend on data values: one image through the cycle-accurate model.
+    timing_options.fabric = timing::fabric_options(arch);
     systemc = timing::run_systemc_timing(mapping::build_schedule(graph, mapping, arch), timing_options);
     cost::set_latency(cost, systemc->cycles_per_image, arch.clock_mhz);
   }

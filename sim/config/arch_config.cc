@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/adc/calibration.h"
+#include "sim/config/component_registry.h"
 #include "sim/config/defaults.h"
 
 namespace imcsim::config {
@@ -103,6 +104,7 @@ struct RawCost {
   bool present = false;
   std::optional<double> energy_pj;
   std::optional<double> area_um2;
+  std::optional<double> leakage_mw;
   std::optional<std::string> source;
 };
 
@@ -112,6 +114,7 @@ struct RawConfig {
   std::optional<std::string> name;
   std::optional<std::string> description;
   std::optional<double> clock_mhz;
+  std::optional<uint64_t> technology_nm;
   struct {
     bool present = false;
     std::optional<uint64_t> rows, cols, cell_bits, read_cycles;
@@ -134,22 +137,28 @@ struct RawConfig {
   } tile;
   struct {
     bool present = false;
-    std::optional<uint64_t> tiles, global_buffer_bytes, buffer_bus_bits;
+    std::optional<uint64_t> tiles, global_buffer_bytes, buffer_bus_bits, global_buffer_ports,
+        global_buffer_port_bits;
   } chip;
+  struct {
+    bool present = false;
+    std::optional<InterconnectKind> kind;
+    std::optional<uint64_t> link_bits, hop_cycles;
+  } interconnect;
   bool components_present = false;
   struct {
     bool present = false;
     std::optional<double> noise_sigma, variation_sigma, stuck_rate, stuck_max_fraction;
     std::optional<std::vector<kernels::TransferPoint>> transfer_curve;
   } nonidealities;
-  std::array<RawCost, 9> components;  // indexed like kComponentSlots
+  std::array<RawCost, 10> components;  // indexed like kComponentSlots
 };
 
 struct ComponentSlot {
   std::string_view key;
   ComponentCost ComponentLibrary::*member;
 };
-constexpr std::array<ComponentSlot, 9> kComponentSlots = {{
+constexpr std::array<ComponentSlot, 10> kComponentSlots = {{
     {"adc", &ComponentLibrary::adc},
     {"dac", &ComponentLibrary::dac},
     {"crossbar_cell", &ComponentLibrary::crossbar_cell},
@@ -159,10 +168,8 @@ constexpr std::array<ComponentSlot, 9> kComponentSlots = {{
     {"output_buffer", &ComponentLibrary::output_buffer},
     {"global_buffer", &ComponentLibrary::global_buffer},
     {"digital_op", &ComponentLibrary::digital_op},
+    {"interconnect", &ComponentLibrary::interconnect},
 }};
-
-constexpr std::array<std::pair<std::string_view, AdcKind>, 3> kAdcKinds = {{
-    {"sar", AdcKind::kSar}, {"flash", AdcKind::kFlash}, {"ramp", AdcKind::kRamp}}};
 
 // Reads the members of one JSON object. The constructor rejects a non-object and any key not
 // in `allowed`, so a misspelt key is reported before anything else in its object.
@@ -263,11 +270,13 @@ std::optional<ObjectReader> section(const std::string& source, const ObjectReade
 RawConfig parse_raw(const json& j, const std::string& source) {
   RawConfig raw;
   const ObjectReader top(source, j, "",
-                         {"name", "description", "clock_mhz", "array", "dac", "adc", "tile",
-                          "chip", "components", "nonidealities", "fixed_blocks"});
+                         {"name", "description", "clock_mhz", "technology_nm", "array", "dac",
+                          "adc", "tile", "chip", "interconnect", "components", "nonidealities",
+                          "fixed_blocks"});
   raw.name = top.string("name");
   raw.description = top.string("description");
   raw.clock_mhz = top.number("clock_mhz");
+  raw.technology_nm = top.uint("technology_nm");
 
   if (auto s = section(source, top, "array", {"rows", "cols", "cell_bits", "read_cycles"})) {
     raw.array.present = true;
@@ -285,13 +294,11 @@ RawConfig parse_raw(const json& j, const std::string& source) {
                                             "override_calibration_images"})) {
     raw.adc.present = true;
     if (auto kind = s->string("kind")) {
-      const auto it = std::find_if(kAdcKinds.begin(), kAdcKinds.end(),
-                                   [&](const auto& k) { return k.first == *kind; });
-      if (it == kAdcKinds.end()) {
-        fail(source, s->path("kind"),
-             fmt::format("unknown ADC kind \"{}\" (expected one of: sar, flash, ramp)", *kind));
+      try {
+        raw.adc.kind = adc_registry().get(*kind).kind();
+      } catch (const UnknownComponent& e) {
+        fail(source, s->path("kind"), e.what());
       }
-      raw.adc.kind = it->second;
     }
     raw.adc.bits = s->uint("bits");
     raw.adc.columns_per_adc = s->uint("columns_per_adc");
@@ -344,11 +351,26 @@ RawConfig parse_raw(const json& j, const std::string& source) {
     raw.tile.shift_add_units = s->uint("shift_add_units");
   }
   if (auto s = section(source, top, "chip",
-                       {"tiles", "global_buffer_bytes", "buffer_bus_bits"})) {
+                       {"tiles", "global_buffer_bytes", "buffer_bus_bits", "global_buffer_ports",
+                        "global_buffer_port_bits"})) {
     raw.chip.present = true;
     raw.chip.tiles = s->uint("tiles");
     raw.chip.global_buffer_bytes = s->uint("global_buffer_bytes");
     raw.chip.buffer_bus_bits = s->uint("buffer_bus_bits");
+    raw.chip.global_buffer_ports = s->uint("global_buffer_ports");
+    raw.chip.global_buffer_port_bits = s->uint("global_buffer_port_bits");
+  }
+  if (auto s = section(source, top, "interconnect", {"kind", "link_bits", "hop_cycles"})) {
+    raw.interconnect.present = true;
+    if (auto kind = s->string("kind")) {
+      try {
+        raw.interconnect.kind = interconnect_registry().get(*kind).kind();
+      } catch (const UnknownComponent& e) {
+        fail(source, s->path("kind"), e.what());
+      }
+    }
+    raw.interconnect.link_bits = s->uint("link_bits");
+    raw.interconnect.hop_cycles = s->uint("hop_cycles");
   }
   std::vector<std::string_view> component_keys;
   for (const auto& slot : kComponentSlots) component_keys.push_back(slot.key);
@@ -356,11 +378,12 @@ RawConfig parse_raw(const json& j, const std::string& source) {
     raw.components_present = true;
     for (std::size_t i = 0; i < kComponentSlots.size(); ++i) {
       if (auto c = section(source, *comps, kComponentSlots[i].key,
-                           {"energy_pj", "area_um2", "source"})) {
+                           {"energy_pj", "area_um2", "leakage_mw", "source"})) {
         RawCost& rc = raw.components[i];
         rc.present = true;
         rc.energy_pj = c->number("energy_pj");
         rc.area_um2 = c->number("area_um2");
+        rc.leakage_mw = c->number("leakage_mw");
         rc.source = c->string("source");
       }
     }
@@ -517,6 +540,18 @@ ArchConfig validate(const RawConfig& raw, const std::string& source) {
     defaulted.emplace_back("/clock_mhz");
   }
 
+  if (raw.technology_nm) {
+    if (*raw.technology_nm < d::kMinTechnologyNm || *raw.technology_nm > d::kMaxTechnologyNm) {
+      fail(source, "/technology_nm",
+           fmt::format("out of range: expected an integer in {}..{} (nm), got {}", d::kMinTechnologyNm,
+                       d::kMaxTechnologyNm, *raw.technology_nm));
+    }
+    cfg.technology_nm = static_cast<uint32_t>(*raw.technology_nm);
+  } else {
+    cfg.technology_nm = d::kTechnologyNm;
+    defaulted.emplace_back("/technology_nm");
+  }
+
   {
     Validator v(source);
     cfg.array.rows = v.integer<uint32_t>(raw.array.rows, "/array/rows", d::kArrayRows, 1,
@@ -525,8 +560,11 @@ ArchConfig validate(const RawConfig& raw, const std::string& source) {
                                          d::kMaxArrayDim);
     cfg.array.cell_bits = v.integer<uint32_t>(raw.array.cell_bits, "/array/cell_bits",
                                               d::kCellBits, 1, d::kMaxCellBits);
+    // Default: ISAAC's 100 ns crossbar read at the configured clock (120 cycles at 1.2 GHz).
+    const auto read_default = static_cast<uint32_t>(
+        std::max(1.0, std::ceil(d::kCrossbarReadNs * cfg.clock_mhz / 1000.0 - 1e-9)));
     cfg.array.read_cycles = v.integer<uint32_t>(raw.array.read_cycles, "/array/read_cycles",
-                                                d::kReadCycles, 1, kU32Max);
+                                                read_default, 1, kU32Max);
     record(raw.array.present, v.defaulted(), "/array");
   }
   {
@@ -591,11 +629,30 @@ ArchConfig validate(const RawConfig& raw, const std::string& source) {
     cfg.chip.buffer_bus_bits = v.integer<uint32_t>(raw.chip.buffer_bus_bits,
                                                    "/chip/buffer_bus_bits", d::kBufferBusBits, 1,
                                                    kU32Max);
+    cfg.chip.global_buffer_ports = v.integer<uint32_t>(
+        raw.chip.global_buffer_ports, "/chip/global_buffer_ports", d::kGlobalBufferPorts, 1, 1024);
+    cfg.chip.global_buffer_port_bits = v.integer<uint32_t>(
+        raw.chip.global_buffer_port_bits, "/chip/global_buffer_port_bits", d::kGlobalBufferPortBits, 1,
+        kU32Max);
     record(raw.chip.present, v.defaulted(), "/chip");
+  }
+  {
+    Validator v(source);
+    if (raw.interconnect.kind) {
+      cfg.interconnect.kind = *raw.interconnect.kind;
+    } else {
+      cfg.interconnect.kind = InterconnectKind::kBus;
+      if (raw.interconnect.present) defaulted.emplace_back("/interconnect/kind");
+    }
+    cfg.interconnect.link_bits = v.integer<uint32_t>(raw.interconnect.link_bits, "/interconnect/link_bits",
+                                                     d::kLinkBits, 1, kU32Max);
+    cfg.interconnect.hop_cycles = v.integer<uint32_t>(raw.interconnect.hop_cycles,
+                                                      "/interconnect/hop_cycles", d::kHopCycles, 0, 1u << 20);
+    record(raw.interconnect.present, v.defaulted(), "/interconnect");
   }
 
   // Component costs: defaults depend on the validated ADC/DAC; any single figure may be set.
-  const ComponentLibrary defaults = default_component_library(cfg.adc, cfg.dac);
+  const ComponentLibrary defaults = default_component_library(cfg.adc, cfg.dac, cfg.technology_nm);
   std::vector<std::string> default_components;
   for (std::size_t i = 0; i < kComponentSlots.size(); ++i) {
     const ComponentSlot& slot = kComponentSlots[i];
@@ -611,11 +668,13 @@ ArchConfig validate(const RawConfig& raw, const std::string& source) {
     };
     check(rc.energy_pj, "energy_pj");
     check(rc.area_um2, "area_um2");
+    check(rc.leakage_mw, "leakage_mw");
     if (rc.source && rc.source->empty()) {
       fail(source, path + "/source", "expected a non-empty string citing the figures' origin");
     }
     out.energy_pj = rc.energy_pj.value_or(def.energy_pj);
     out.area_um2 = rc.area_um2.value_or(def.area_um2);
+    out.leakage_mw = rc.leakage_mw.value_or(def.leakage_mw);
     if (rc.source) {
       out.source = *rc.source;
     } else if (rc.energy_pj && rc.area_um2) {
@@ -627,6 +686,7 @@ ArchConfig validate(const RawConfig& raw, const std::string& source) {
     } else {
       out.source = def.source;
     }
+    if (rc.leakage_mw && !rc.source) out.source += fmt::format("; leakage_mw from user config {}", source);
     if (raw.components_present && (!rc.energy_pj || !rc.area_um2)) {
       std::string entry(slot.key);
       if (rc.energy_pj || rc.area_um2) entry += rc.energy_pj ? " (area_um2)" : " (energy_pj)";
@@ -655,6 +715,17 @@ ArchConfig validate(const RawConfig& raw, const std::string& source) {
       (cfg.adc.bits < d::kSarTableMinBits || cfg.adc.bits > d::kSarTableMaxBits) &&
       (!adc_raw.energy_pj || !adc_raw.area_um2)) {
     cfg.notes.push_back("ADC cost outside the published SAR table: " + defaults.adc.source);
+  }
+  // The Murmann survey's best-design envelope bounds the energy of any published ADC from below.
+  {
+    const double rate_hz = cfg.clock_mhz * 1e6 / adc_conversion_cycles(cfg.adc, cfg.adc.bits);
+    const double floor_pj = murmann_envelope_energy_pj(cfg.adc.bits, rate_hz);
+    if (cfg.components.adc.energy_pj < floor_pj) {
+      cfg.notes.push_back(fmt::format(
+          "ADC energy {} pJ per conversion is below the Murmann survey's best-design envelope for "
+          "{} bits at {:.4g} GS/s ({:.4g} pJ): no published ADC reaches it",
+          cfg.components.adc.energy_pj, cfg.adc.bits, rate_hz * 1e-9, floor_pj));
+    }
   }
   cfg.fixed_blocks = raw.fixed_blocks;
   validate_nonidealities(raw, source, cfg.nonidealities);
@@ -801,13 +872,16 @@ json to_json(const ArchConfig& c) {
   json comps = json::object();
   for (const auto& slot : kComponentSlots) {
     const ComponentCost& cost = c.components.*slot.member;
-    comps[std::string(slot.key)] = {
-        {"energy_pj", cost.energy_pj}, {"area_um2", cost.area_um2}, {"source", cost.source}};
+    comps[std::string(slot.key)] = {{"energy_pj", cost.energy_pj},
+                                    {"area_um2", cost.area_um2},
+                                    {"leakage_mw", cost.leakage_mw},
+                                    {"source", cost.source}};
   }
   return json{
       {"name", c.name},
       {"description", c.description},
       {"clock_mhz", c.clock_mhz},
+      {"technology_nm", c.technology_nm},
       {"array",
        {{"rows", c.array.rows},
         {"cols", c.array.cols},
@@ -830,7 +904,13 @@ json to_json(const ArchConfig& c) {
       {"chip",
        {{"tiles", c.chip.tiles},
         {"global_buffer_bytes", c.chip.global_buffer_bytes},
-        {"buffer_bus_bits", c.chip.buffer_bus_bits}}},
+        {"buffer_bus_bits", c.chip.buffer_bus_bits},
+        {"global_buffer_ports", c.chip.global_buffer_ports},
+        {"global_buffer_port_bits", c.chip.global_buffer_port_bits}}},
+      {"interconnect",
+       {{"kind", std::string(to_string(c.interconnect.kind))},
+        {"link_bits", c.interconnect.link_bits},
+        {"hop_cycles", c.interconnect.hop_cycles}}},
       {"components", std::move(comps)},
       {"nonidealities", nonidealities_json(c.nonidealities)},
       {"fixed_blocks", std::move(blocks)},

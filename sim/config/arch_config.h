@@ -27,9 +27,12 @@ struct ConfigError : std::runtime_error {
   using runtime_error::runtime_error;
 };
 
-enum class AdcKind { kSar, kFlash, kRamp };  // JSON "sar" | "flash" | "ramp" (= in-memory NL-ADC)
+// Implementations are registered by name in sim/config/component_registry.h.
+enum class AdcKind { kSar, kFlash, kRamp, kNlImc };  // JSON "sar" | "flash" | "ramp" | "nl-imc"
+enum class InterconnectKind { kBus, kHtree, kMesh };  // JSON "bus" | "htree" | "mesh"
 
 std::string_view to_string(AdcKind kind);
+std::string_view to_string(InterconnectKind kind);
 
 // Cost of one component type: energy per event and area per instance (events: see
 // ComponentLibrary). `source` cites where the figures come from.
@@ -37,6 +40,7 @@ struct ComponentCost {
   double energy_pj = 0;
   double area_um2 = 0;
   std::string source;
+  double leakage_mw = 0;  // static power per instance while its tile (or the chip) is powered
   bool operator==(const ComponentCost&) const = default;
 };
 
@@ -83,8 +87,18 @@ struct TileConfig {
 struct ChipConfig {
   uint32_t tiles = 0;
   uint64_t global_buffer_bytes = 0;
-  uint32_t buffer_bus_bits = 0;  // global buffer <-> tiles bus width, bits per clock cycle
+  uint32_t buffer_bus_bits = 0;  // tile bus width (tile buffers <-> arrays), bits per clock cycle
+  uint32_t global_buffer_ports = 0;      // concurrent global buffer accesses
+  uint32_t global_buffer_port_bits = 0;  // bits per clock cycle per port
   bool operator==(const ChipConfig&) const = default;
+};
+
+// The network between the global buffer and the tiles (docs/timing_model.md).
+struct InterconnectConfig {
+  InterconnectKind kind = InterconnectKind::kBus;
+  uint32_t link_bits = 0;   // bits per clock cycle per link
+  uint32_t hop_cycles = 0;  // latency per link crossed
+  bool operator==(const InterconnectConfig&) const = default;
 };
 
 struct ComponentLibrary {
@@ -97,6 +111,7 @@ struct ComponentLibrary {
   ComponentCost output_buffer;  // per byte accessed; area per byte
   ComponentCost global_buffer;  // per byte accessed; area per byte
   ComponentCost digital_op;     // per digital ALU op (post-processing, pooling, requant); per unit
+  ComponentCost interconnect;   // per bit per hop (link crossed); area per link
   bool operator==(const ComponentLibrary&) const = default;
 };
 
@@ -119,11 +134,13 @@ struct ArchConfig {
   std::string description;
   std::string source_file;  // the file (or source name) it was read from
   double clock_mhz = 0;
+  uint32_t technology_nm = 0;  // scales the default component figures (docs/arch_config.md)
   ArrayConfig array;
   DacConfig dac;
   AdcConfig adc;
   TileConfig tile;
   ChipConfig chip;
+  InterconnectConfig interconnect;
   ComponentLibrary components;
   // Analog non-idealities (JSON "nonidealities"; docs/SEMANTICS.md step 5), all off by default.
   kernels::NonidealSpec nonidealities;
@@ -158,7 +175,18 @@ uint32_t adc_conversion_cycles(const AdcConfig& adc, uint32_t bits);
 ComponentCost default_adc_cost(AdcKind kind, uint32_t bits);
 // Default DAC cost at `bits` (1..16).
 ComponentCost default_dac_cost(uint32_t bits);
-// The default library for a validated adc/dac choice.
-ComponentLibrary default_component_library(const AdcConfig& adc, const DacConfig& dac);
+// Default interconnect cost: energy per bit per hop, area per link.
+ComponentCost default_interconnect_cost();
+// The default library for a validated adc/dac choice at `technology_nm` (figures scaled from
+// their 32 nm sources by scale_to_node).
+ComponentLibrary default_component_library(const AdcConfig& adc, const DacConfig& dac,
+                                           uint32_t technology_nm = 32);
+// Technology scaling of a 32 nm figure to `technology_nm` (first-order, constant supply):
+// energy and leakage x (nm / 32), area x (nm / 32)^2; the source says so.
+ComponentCost scale_to_node(ComponentCost cost, uint32_t technology_nm);
+
+// Murmann ADC survey best-design envelope: minimum energy per conversion (pJ) of an N-bit
+// ADC sampling at f_s: FOM_W,env(f_s) * 2^N, FOM_W,env = 0.669 fJ * sqrt(1 + (f_s / 1.221 GHz)^2).
+double murmann_envelope_energy_pj(uint32_t bits, double sample_rate_hz);
 
 }  // namespace imcsim::config

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "sim/config/arch_config.h"
+#include "sim/config/component_registry.h"
 #include "sim/config/defaults.h"
 
 namespace imcsim::config {
@@ -18,6 +19,16 @@ std::string_view to_string(AdcKind kind) {
     case AdcKind::kSar: return "sar";
     case AdcKind::kFlash: return "flash";
     case AdcKind::kRamp: return "ramp";
+    case AdcKind::kNlImc: return "nl-imc";
+  }
+  return "?";
+}
+
+std::string_view to_string(InterconnectKind kind) {
+  switch (kind) {
+    case InterconnectKind::kBus: return "bus";
+    case InterconnectKind::kHtree: return "htree";
+    case InterconnectKind::kMesh: return "mesh";
   }
   return "?";
 }
@@ -29,12 +40,7 @@ uint32_t adc_conversion_cycles(const AdcConfig& adc, uint32_t bits) {
         std::min(adc.bits, d::kMaxAdcBits)));
   }
   if (adc.conversion_cycles != 0) return adc.conversion_cycles;  // configured override
-  switch (adc.kind) {
-    case AdcKind::kSar: return bits;                 // one cycle per bit
-    case AdcKind::kFlash: return 1;                  // all comparators at once
-    case AdcKind::kRamp: return uint32_t{1} << bits;  // one cycle per ramp step
-  }
-  throw std::invalid_argument("adc_conversion_cycles: unknown ADC kind");
+  return adc_model(adc.kind).conversion_cycles(bits);
 }
 
 namespace {
@@ -75,6 +81,18 @@ ComponentCost flash_cost(uint32_t bits) {
                       kPerStep)};
 }
 
+// In-memory non-linear ADC (NL-ADC): the array's reference rows generate the (non-uniform)
+// ramp and the column's sense amplifier compares once per step: 2^N steps per conversion,
+// like a ramp ADC, but with no counter and no ramp generator: area = one comparator.
+ComponentCost nl_imc_cost(uint32_t bits) {
+  const double steps = std::ldexp(1.0, static_cast<int>(bits));
+  return {steps * d::kComparatorEnergyPj, d::kComparatorAreaUm2,
+          fmt::format("in-memory NL-ADC, {} bits: 2^{} reference-row steps per conversion, one "
+                      "comparator (sense amplifier) per ADC (estimate; reference cells not "
+                      "counted); {}",
+                      bits, bits, kPerStep)};
+}
+
 ComponentCost ramp_cost(uint32_t bits) {
   const double steps = std::ldexp(1.0, static_cast<int>(bits));
   const double area_units = 1.0 + bits;  // comparator + N-bit counter
@@ -88,12 +106,7 @@ ComponentCost ramp_cost(uint32_t bits) {
 
 ComponentCost default_adc_cost(AdcKind kind, uint32_t bits) {
   check_bits("default_adc_cost", bits, d::kMaxAdcBits);
-  switch (kind) {
-    case AdcKind::kSar: return sar_cost(bits);
-    case AdcKind::kFlash: return flash_cost(bits);
-    case AdcKind::kRamp: return ramp_cost(bits);
-  }
-  throw std::invalid_argument("default_adc_cost: unknown ADC kind");
+  return adc_model(kind).default_cost(bits);
 }
 
 ComponentCost default_dac_cost(uint32_t bits) {
@@ -108,7 +121,31 @@ ComponentCost default_dac_cost(uint32_t bits) {
   return {d::kDac1bEnergyPj * scale, d::kDac1bAreaUm2 * scale, source};
 }
 
-ComponentLibrary default_component_library(const AdcConfig& adc, const DacConfig& dac) {
+ComponentCost default_interconnect_cost() {
+  return {d::kLinkEnergyPjPerBitHop, 0.0,
+          "wire of one ISAAC tile pitch per hop: 0.2 fF/um (NeuroSim) x 610 um x (1 V)^2 = "
+          "0.122 pJ per bit per hop; routers not included, links have no area of their own"};
+}
+
+ComponentCost scale_to_node(ComponentCost c, uint32_t technology_nm) {
+  if (technology_nm == d::kTechnologyNm) return c;
+  const double s = double(technology_nm) / double(d::kTechnologyNm);
+  c.energy_pj *= s;
+  c.leakage_mw *= s;
+  c.area_um2 *= s * s;
+  c.source += fmt::format("; scaled from 32 nm to {} nm: energy x {:.4g}, area x {:.4g} "
+                          "(first-order rule, docs/arch_config.md)",
+                          technology_nm, s, s * s);
+  return c;
+}
+
+double murmann_envelope_energy_pj(uint32_t bits, double sample_rate_hz) {
+  const double r = sample_rate_hz / d::kMurmannCornerHz;
+  return d::kMurmannFomFj * std::sqrt(1.0 + r * r) * std::ldexp(1.0, static_cast<int>(bits)) * 1e-3;
+}
+
+ComponentLibrary default_component_library(const AdcConfig& adc, const DacConfig& dac,
+                                           uint32_t technology_nm) {
   ComponentLibrary lib;
   lib.adc = default_adc_cost(adc.kind, adc.bits);
   lib.dac = default_dac_cost(dac.bits);
@@ -128,7 +165,162 @@ ComponentLibrary default_component_library(const AdcConfig& adc, const DacConfig
                        "64 KB"};
   lib.digital_op = {d::kDigitalOpEnergyPj, d::kDigitalOpAreaUm2,
                     "Aladdin 32-bit adder: 0.21 pJ, 278 um^2 (40 nm, not scaled to 32 nm)"};
+  lib.interconnect = default_interconnect_cost();
+  for (ComponentCost* c : {&lib.adc, &lib.dac, &lib.crossbar_cell, &lib.sample_hold, &lib.shift_add,
+                           &lib.input_buffer, &lib.output_buffer, &lib.global_buffer, &lib.digital_op,
+                           &lib.interconnect}) {
+    c->leakage_mw = d::kDefaultLeakageMw;  // in the per-event figure (defaults.h)
+    *c = scale_to_node(std::move(*c), technology_nm);
+  }
   return lib;
+}
+
+// ============================================================================================
+// Registered implementations (sim/config/component_registry.h)
+// ============================================================================================
+
+namespace {
+
+class SarAdc final : public AdcModel {
+ public:
+  AdcKind kind() const override { return AdcKind::kSar; }
+  uint32_t conversion_cycles(uint32_t bits) const override { return bits; }  // one cycle per bit
+  ComponentCost default_cost(uint32_t bits) const override { return sar_cost(bits); }
+};
+
+class FlashAdc final : public AdcModel {
+ public:
+  AdcKind kind() const override { return AdcKind::kFlash; }
+  uint32_t conversion_cycles(uint32_t) const override { return 1; }  // all comparators at once
+  ComponentCost default_cost(uint32_t bits) const override { return flash_cost(bits); }
+};
+
+class RampAdc final : public AdcModel {
+ public:
+  AdcKind kind() const override { return AdcKind::kRamp; }
+  uint32_t conversion_cycles(uint32_t bits) const override { return uint32_t{1} << std::min(bits, 31u); }
+  ComponentCost default_cost(uint32_t bits) const override { return ramp_cost(bits); }
+};
+
+class NlImcAdc final : public AdcModel {
+ public:
+  AdcKind kind() const override { return AdcKind::kNlImc; }
+  uint32_t conversion_cycles(uint32_t bits) const override { return uint32_t{1} << std::min(bits, 31u); }
+  ComponentCost default_cost(uint32_t bits) const override { return nl_imc_cost(bits); }
+};
+
+// One shared link between the global buffer and every tile, used in both directions.
+class BusInterconnect final : public InterconnectModel {
+ public:
+  InterconnectKind kind() const override { return InterconnectKind::kBus; }
+  uint32_t link_count(uint32_t) const override { return 1; }
+  std::string link_name(uint32_t, uint32_t) const override { return "bus"; }
+  std::vector<uint32_t> path(uint32_t, uint32_t, bool) const override { return {0}; }
+};
+
+// Binary H-tree: the global buffer at the root, tiles at the 2^L leaves (L = ceil(log2
+// tiles), at least 1). Tree nodes in heap order (root 1, children 2i, 2i+1); each edge,
+// named by its child node c, has a down link (id c - 2) and an up link (id E + c - 2, E =
+// edges = 2^(L+1) - 2). A transfer crosses L links.
+class HtreeInterconnect final : public InterconnectModel {
+ public:
+  InterconnectKind kind() const override { return InterconnectKind::kHtree; }
+  static uint32_t levels(uint32_t tiles) {
+    uint32_t l = 1;
+    while ((uint64_t{1} << l) < tiles) ++l;
+    return l;
+  }
+  static uint32_t edges(uint32_t tiles) { return (uint32_t{2} << levels(tiles)) - 2; }
+  uint32_t link_count(uint32_t tiles) const override { return 2 * edges(tiles); }
+  std::string link_name(uint32_t link, uint32_t tiles) const override {
+    const uint32_t e = edges(tiles);
+    const bool up = link >= e;
+    const uint32_t child = (up ? link - e : link) + 2;
+    uint32_t depth = 0;
+    while ((child >> (depth + 1)) != 0) ++depth;
+    return fmt::format("htree level {} node {} {}", depth, child, up ? "up" : "down");
+  }
+  std::vector<uint32_t> path(uint32_t tile, uint32_t tiles, bool to_tile) const override {
+    const uint32_t L = levels(tiles), e = edges(tiles);
+    const uint32_t leaf = (uint32_t{1} << L) + tile;
+    std::vector<uint32_t> p;
+    for (uint32_t l = 1; l <= L; ++l) p.push_back((leaf >> (L - l)) - 2);
+    if (!to_tile) {
+      std::reverse(p.begin(), p.end());
+      for (auto& id : p) id += e;
+    }
+    return p;
+  }
+};
+
+// 2-D mesh of W x H routers (W = ceil(sqrt(tiles)), H = ceil(tiles / W)), tile t at
+// (t mod W, t div W); the global buffer attaches to router (0, 0) by an injection and an
+// ejection link. Router r's outgoing links E, W, S, N have ids 4r + 0..3; injection 4WH,
+// ejection 4WH + 1. Global buffer -> tile: inject, X first then Y (XY routing); back: Y
+// first then X, eject. Hops = 1 + x + y.
+class MeshInterconnect final : public InterconnectModel {
+ public:
+  InterconnectKind kind() const override { return InterconnectKind::kMesh; }
+  static uint32_t width(uint32_t tiles) {
+    uint32_t w = 1;
+    while (uint64_t{w} * w < tiles) ++w;
+    return w;
+  }
+  static uint32_t height(uint32_t tiles) { return (tiles + width(tiles) - 1) / width(tiles); }
+  uint32_t link_count(uint32_t tiles) const override { return 4 * width(tiles) * height(tiles) + 2; }
+  std::string link_name(uint32_t link, uint32_t tiles) const override {
+    const uint32_t W = width(tiles), routers = W * height(tiles);
+    if (link == 4 * routers) return "mesh injection (global buffer -> router (0,0))";
+    if (link == 4 * routers + 1) return "mesh ejection (router (0,0) -> global buffer)";
+    const uint32_t r = link / 4;
+    static constexpr const char* kDir[] = {"E", "W", "S", "N"};
+    return fmt::format("mesh router ({},{}) -> {}", r % W, r / W, kDir[link % 4]);
+  }
+  std::vector<uint32_t> path(uint32_t tile, uint32_t tiles, bool to_tile) const override {
+    const uint32_t W = width(tiles), routers = W * height(tiles);
+    const uint32_t x = tile % W, y = tile / W;
+    std::vector<uint32_t> p;
+    if (to_tile) {
+      p.push_back(4 * routers);
+      for (uint32_t i = 0; i < x; ++i) p.push_back(4 * i + 0);            // east along row 0
+      for (uint32_t j = 0; j < y; ++j) p.push_back(4 * (j * W + x) + 2);  // south in column x
+    } else {
+      for (uint32_t j = y; j > 0; --j) p.push_back(4 * (j * W + x) + 3);  // north in column x
+      for (uint32_t i = x; i > 0; --i) p.push_back(4 * i + 1);            // west along row 0
+      p.push_back(4 * routers + 1);
+    }
+    return p;
+  }
+};
+
+}  // namespace
+
+const ComponentRegistry<AdcModel>& adc_registry() {
+  static const ComponentRegistry<AdcModel> registry = [] {
+    ComponentRegistry<AdcModel> r("ADC kind");
+    r.add("sar", [] { return std::make_unique<SarAdc>(); });
+    r.add("flash", [] { return std::make_unique<FlashAdc>(); });
+    r.add("ramp", [] { return std::make_unique<RampAdc>(); });
+    r.add("nl-imc", [] { return std::make_unique<NlImcAdc>(); });
+    return r;
+  }();
+  return registry;
+}
+
+const ComponentRegistry<InterconnectModel>& interconnect_registry() {
+  static const ComponentRegistry<InterconnectModel> registry = [] {
+    ComponentRegistry<InterconnectModel> r("interconnect kind");
+    r.add("bus", [] { return std::make_unique<BusInterconnect>(); });
+    r.add("htree", [] { return std::make_unique<HtreeInterconnect>(); });
+    r.add("mesh", [] { return std::make_unique<MeshInterconnect>(); });
+    return r;
+  }();
+  return registry;
+}
+
+const AdcModel& adc_model(AdcKind kind) { return adc_registry().get(to_string(kind)); }
+const InterconnectModel& interconnect_model(InterconnectKind kind) {
+  return interconnect_registry().get(to_string(kind));
 }
 
 }  // namespace imcsim::config

@@ -48,6 +48,23 @@ constexpr uint32_t kGlobalBufferBanks = 16;
 constexpr uint64_t kGlobalBufferBytes = kGlobalBufferBanks * kInputBufferBytes;  // 1 MiB
 // 256 bits per cycle: the width of one ISAAC eDRAM access (20.45 pJ per 256-bit access).
 constexpr uint32_t kBufferBusBits = 256;
+// Global buffer: 2 ports (one read and one write may proceed together), each one 256-bit
+// eDRAM access per cycle, like a tile's eDRAM (imcsim assumption built on [ISAAC]).
+constexpr uint32_t kGlobalBufferPorts = 2;
+constexpr uint32_t kGlobalBufferPortBits = kBufferBusBits;
+// Interconnect between the global buffer and the tiles: default a shared bus of the eDRAM
+// access width, one cycle per hop (imcsim assumption; ISAAC's c-mesh routers are fixed
+// blocks in arch_configs/isaac_like.json).
+constexpr uint32_t kLinkBits = kBufferBusBits;
+constexpr uint32_t kHopCycles = 1;
+
+// ---- technology ----------------------------------------------------------------------------
+// Every default figure is a 32 nm figure [ISAAC]. Other nodes scale them first-order with a
+// constant supply: energy (and leakage) x (nm / 32), area x (nm / 32)^2 (imcsim's rule,
+// docs/arch_config.md; a first-order estimate, not a published fit).
+constexpr uint32_t kTechnologyNm = 32;
+constexpr uint32_t kMinTechnologyNm = 3;
+constexpr uint32_t kMaxTechnologyNm = 500;
 
 // ---- validation ranges ---------------------------------------------------------------------
 constexpr uint32_t kMaxArrayDim = 8192;          // rows, cols
@@ -112,5 +129,25 @@ constexpr double kGlobalBufferAreaUm2PerByte = kEdramAreaUm2PerByte;
 // Digital op: 32-bit adder [Aladdin, 40 nm, not scaled to 32 nm].
 constexpr double kDigitalOpEnergyPj = 0.21;
 constexpr double kDigitalOpAreaUm2 = 278.0;
+
+// Interconnect link, energy per bit per hop: a wire of one ISAAC tile pitch switched at
+// 1 V: 0.2 fF/um [NeuroSim wire capacitance] x 610 um (sqrt of ISAAC's 0.372 mm^2 tile) x
+// (1 V)^2 = 0.122 pJ. Router logic is not included (ISAAC's router is a fixed block); links
+// are wires over the tiles, so no area of their own.
+constexpr double kWireCapFfPerUm = 0.2;
+constexpr double kTilePitchUm = 610.0;
+constexpr double kSupplyV = 1.0;
+constexpr double kLinkEnergyPjPerBitHop = kWireCapFfPerUm * kTilePitchUm * kSupplyV * kSupplyV * 1e-3;
+
+// Murmann ADC survey (2025) best-design Walden envelope: FOM_W,env(f) = 0.669 fJ x
+// sqrt(1 + (f / 1.221 GHz)^2) per conversion step.
+constexpr double kMurmannFomFj = 0.669;
+constexpr double kMurmannCornerHz = 1.221e9;
+
+// Leakage: 0 by default for every component. The per-event energies are derived from
+// ISAAC's Table I powers at full activity (or from per-conversion figures measured the same
+// way), which already include each block's static power; a separate default leakage would
+// count it twice. A config may set "leakage_mw" per component instance (docs/arch_config.md).
+constexpr double kDefaultLeakageMw = 0.0;
 
 }  // namespace imcsim::config::defaults

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "sim/config/component_registry.h"
 #include "sim/mapping/schedule.h"
 
 namespace imcsim::cost {
@@ -17,6 +18,7 @@ const char* component_name(Component c) {
     case Component::kInputBuffer: return "input_buffer";
     case Component::kOutputBuffer: return "output_buffer";
     case Component::kGlobalBuffer: return "global_buffer";
+    case Component::kInterconnect: return "interconnect";
     case Component::kDigital: return "digital";
     case Component::kFixedBlocks: return "fixed_blocks";
     case Component::kCount: break;
@@ -87,6 +89,10 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
       ev.output_buffer_bytes = P * N * element_bytes(node.output_quant);
       ev.digital_ops = P * N * 4;  // corrections, scale, bias, requantise
       ev.macs = P * K * N;
+      // Every position's input share and output vector cross the interconnect (schedule.h).
+      ev.interconnect_bit_hops =
+          P * 8.0 * (double(sched.gb_bytes_in_per_position) * double(sched.link_path_in.size()) +
+                     double(sched.gb_bytes_out_per_position) * double(sched.link_path_out.size()));
       at(nc.energy_pj, Component::kAdc) = ev.adc_conversions * adc_energy_pj_at(arch, lm.adc_bits);
     } else {
       ev.digital_ops = static_cast<double>(schedule[i].digital_ops);
@@ -99,6 +105,7 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
     at(nc.energy_pj, Component::kInputBuffer) = ev.input_buffer_bytes * comp.input_buffer.energy_pj;
     at(nc.energy_pj, Component::kOutputBuffer) = ev.output_buffer_bytes * comp.output_buffer.energy_pj;
     at(nc.energy_pj, Component::kGlobalBuffer) = ev.global_buffer_bytes * comp.global_buffer.energy_pj;
+    at(nc.energy_pj, Component::kInterconnect) = ev.interconnect_bit_hops * comp.interconnect.energy_pj;
     at(nc.energy_pj, Component::kDigital) = ev.digital_ops * comp.digital_op.energy_pj;
 
     r.cycles_per_image += nc.cycles;
@@ -119,18 +126,40 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
   at(a, Component::kOutputBuffer) = double(arch.chip.tiles) * double(arch.tile.output_buffer_bytes) * comp.output_buffer.area_um2;
   at(a, Component::kGlobalBuffer) = double(arch.chip.global_buffer_bytes) * comp.global_buffer.area_um2;
   at(a, Component::kDigital) = double(arch.chip.tiles) * comp.digital_op.area_um2;  // one ALU per tile
+  r.interconnect_links = config::interconnect_model(arch.interconnect.kind).link_count(arch.chip.tiles);
+  at(a, Component::kInterconnect) = double(r.interconnect_links) * comp.interconnect.area_um2;
+
+  // Leakage: instances per tile (as for area) x tiles used, plus the chip-level instances.
+  {
+    const double arrays_used_tiles = double(mapping.tiles_used) * arch.tile.arrays_per_tile;
+    const double tiles_used = mapping.tiles_used;
+    auto& l = r.leakage_power_mw_by_component;
+    at(l, Component::kAdc) = arrays_used_tiles * adcs_per_array * comp.adc.leakage_mw;
+    at(l, Component::kDac) = arrays_used_tiles * arch.array.rows * comp.dac.leakage_mw;
+    at(l, Component::kCrossbar) =
+        arrays_used_tiles * arch.array.rows * arch.array.cols * comp.crossbar_cell.leakage_mw;
+    at(l, Component::kSampleHold) = arrays_used_tiles * arch.array.cols * comp.sample_hold.leakage_mw;
+    at(l, Component::kShiftAdd) = tiles_used * arch.tile.shift_add_units * comp.shift_add.leakage_mw;
+    at(l, Component::kInputBuffer) = tiles_used * double(arch.tile.input_buffer_bytes) * comp.input_buffer.leakage_mw;
+    at(l, Component::kOutputBuffer) =
+        tiles_used * double(arch.tile.output_buffer_bytes) * comp.output_buffer.leakage_mw;
+    at(l, Component::kGlobalBuffer) = double(arch.chip.global_buffer_bytes) * comp.global_buffer.leakage_mw;
+    at(l, Component::kInterconnect) = double(r.interconnect_links) * comp.interconnect.leakage_mw;
+    at(l, Component::kDigital) = tiles_used * comp.digital_op.leakage_mw;
+  }
   for (const auto& b : arch.fixed_blocks) {
     const double instances = b.per_tile ? b.count * arch.chip.tiles : b.count;
     at(a, Component::kFixedBlocks) += instances * b.area_um2;
     r.static_power_mw += (b.per_tile ? b.count * mapping.tiles_used : b.count) * b.power_mw;
   }
   r.chip_area_um2_total = sum(a);
-  double chip_level_area = at(a, Component::kGlobalBuffer);
+  double chip_level_area = at(a, Component::kGlobalBuffer) + at(a, Component::kInterconnect);
   for (const auto& b : arch.fixed_blocks)
     if (!b.per_tile) chip_level_area += b.count * b.area_um2;
   const double tile_area = (r.chip_area_um2_total - chip_level_area) / arch.chip.tiles;
   r.used_area_um2 = tile_area * mapping.tiles_used + chip_level_area;
 
+  r.dynamic_energy_pj_per_image_by_component = r.energy_pj_per_image_by_component;
   set_latency(r, r.cycles_per_image, arch.clock_mhz);
   return r;
 }
@@ -138,7 +167,13 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
 void set_latency(CostReport& r, uint64_t cycles_per_image, double clock_mhz) {
   r.cycles_per_image = cycles_per_image;
   r.latency_ns_per_image = double(cycles_per_image) * 1000.0 / clock_mhz;
-  // mW x ns = pJ: the fixed blocks draw their power for the whole latency.
+  // mW x ns = pJ: the fixed blocks and every leaking instance draw their power for the whole
+  // latency.
+  for (size_t k = 0; k < kComponentCount; ++k) {
+    r.leakage_energy_pj_per_image_by_component[k] = r.leakage_power_mw_by_component[k] * r.latency_ns_per_image;
+    r.energy_pj_per_image_by_component[k] =
+        r.dynamic_energy_pj_per_image_by_component[k] + r.leakage_energy_pj_per_image_by_component[k];
+  }
   r.energy_pj_per_image_by_component[static_cast<size_t>(Component::kFixedBlocks)] =
       r.static_power_mw * r.latency_ns_per_image;
   r.energy_pj_per_image = sum(r.energy_pj_per_image_by_component);

@@ -19,7 +19,7 @@ namespace imcsim::cost {
 // Component classes, in report order.
 enum class Component {
   kAdc, kDac, kCrossbar, kSampleHold, kShiftAdd, kInputBuffer, kOutputBuffer, kGlobalBuffer,
-  kDigital, kFixedBlocks, kCount
+  kInterconnect, kDigital, kFixedBlocks, kCount
 };
 inline constexpr size_t kComponentCount = static_cast<size_t>(Component::kCount);
 const char* component_name(Component c);
@@ -37,6 +37,7 @@ struct NodeEvents {
   double input_buffer_bytes = 0;   // tile input buffer reads
   double output_buffer_bytes = 0;  // tile output buffer writes
   double global_buffer_bytes = 0;  // node input read + output written
+  double interconnect_bit_hops = 0;  // IMC: bits moved global buffer <-> home tile x links crossed
   double digital_ops = 0;
   double macs = 0;                 // multiply-accumulates of the layer's math (K x N x P)
 };
@@ -63,6 +64,13 @@ struct CostReport {
   double chip_area_um2_total = 0;
   double used_area_um2 = 0;            // tiles the mapping occupies (+ global buffer)
   double static_power_mw = 0;          // fixed blocks of the used tiles + chip-level blocks
+  // Dynamic (event) energy per image by component; energy_pj_per_image_by_component adds the
+  // leakage energy (leakage power x latency) and the fixed blocks' energy to it.
+  PerComponent dynamic_energy_pj_per_image_by_component{};
+  // Leakage power of the powered instances: those of the tiles used + chip-level ones.
+  PerComponent leakage_power_mw_by_component{};
+  PerComponent leakage_energy_pj_per_image_by_component{};
+  uint32_t interconnect_links = 0;
   double tops = 0;                     // 2 x MACs / latency
   double tops_per_watt = 0;
   double tops_per_mm2 = 0;             // over the chip area
@@ -73,7 +81,8 @@ struct CostReport {
 double adc_energy_pj_at(const config::ArchConfig& arch, uint32_t bits);
 
 // Sets the report's latency (e.g. the cycle-accurate model's) and what derives from it: the
-// fixed blocks' energy (static power x latency), total energy, TOPS, TOPS/W, TOPS/mm2.
+// fixed blocks' energy (static power x latency), each component's leakage energy (leakage
+// power x latency), total energy, TOPS, TOPS/W, TOPS/mm2.
 void set_latency(CostReport& report, uint64_t cycles_per_image, double clock_mhz);
 
 CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& mapping,

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "sim/config/component_registry.h"
+
 namespace imcsim::cost {
 
 namespace {
@@ -46,6 +48,16 @@ PeakReport peak_characteristics(const config::ArchConfig& arch, const PeakOption
   at(a, Component::kOutputBuffer) = double(arch.tile.output_buffer_bytes) * comp.output_buffer.area_um2;
   at(a, Component::kDigital) = comp.digital_op.area_um2;  // one ALU per tile
 
+  // Leakage of every tile instance (instances as for area).
+  at(p, Component::kAdc) += arrays * adcs_per_array * comp.adc.leakage_mw;
+  at(p, Component::kDac) += arrays * rows * comp.dac.leakage_mw;
+  at(p, Component::kCrossbar) += arrays * rows * cols * comp.crossbar_cell.leakage_mw;
+  at(p, Component::kSampleHold) += arrays * cols * comp.sample_hold.leakage_mw;
+  at(p, Component::kShiftAdd) += double(arch.tile.shift_add_units) * comp.shift_add.leakage_mw;
+  at(p, Component::kInputBuffer) += double(arch.tile.input_buffer_bytes) * comp.input_buffer.leakage_mw;
+  at(p, Component::kOutputBuffer) += double(arch.tile.output_buffer_bytes) * comp.output_buffer.leakage_mw;
+  at(p, Component::kDigital) += comp.digital_op.leakage_mw;
+
   for (const auto& b : arch.fixed_blocks) {
     auto& power = b.per_tile ? r.tile_fixed_power_mw : r.chip_fixed_power_mw;
     auto& area = b.per_tile ? r.tile_fixed_area_um2 : r.chip_fixed_area_um2;
@@ -59,10 +71,20 @@ PeakReport peak_characteristics(const config::ArchConfig& arch, const PeakOption
   };
   r.tile_power_mw = sum(p) + total(r.tile_fixed_power_mw);
   r.tile_area_um2 = sum(a) + total(r.tile_fixed_area_um2);
-  const double global_power_mw = bus_bytes_per_s * comp.global_buffer.energy_pj * kPjPerSToMw;
+  const double gb_bytes_per_s =
+      double(arch.chip.global_buffer_ports) * double(arch.chip.global_buffer_port_bits) / 8.0 * clock_hz;
+  r.global_buffer_power_mw = gb_bytes_per_s * comp.global_buffer.energy_pj * kPjPerSToMw +
+                             double(arch.chip.global_buffer_bytes) * comp.global_buffer.leakage_mw;
   const double global_area_um2 = double(arch.chip.global_buffer_bytes) * comp.global_buffer.area_um2;
-  r.chip_power_w = (double(arch.chip.tiles) * r.tile_power_mw + global_power_mw + total(r.chip_fixed_power_mw)) * 1e-3;
-  r.chip_area_mm2 = (double(arch.chip.tiles) * r.tile_area_um2 + global_area_um2 + total(r.chip_fixed_area_um2)) * 1e-6;
+  const double links = config::interconnect_model(arch.interconnect.kind).link_count(arch.chip.tiles);
+  r.interconnect_power_mw =
+      links * double(arch.interconnect.link_bits) * clock_hz * comp.interconnect.energy_pj * kPjPerSToMw +
+      links * comp.interconnect.leakage_mw;
+  r.interconnect_area_um2 = links * comp.interconnect.area_um2;
+  r.chip_power_w = (double(arch.chip.tiles) * r.tile_power_mw + r.global_buffer_power_mw + r.interconnect_power_mw +
+                    total(r.chip_fixed_power_mw)) * 1e-3;
+  r.chip_area_mm2 = (double(arch.chip.tiles) * r.tile_area_um2 + global_area_um2 + r.interconnect_area_um2 +
+                     total(r.chip_fixed_area_um2)) * 1e-6;
 
   // Peak throughput: a MAC at the given precision needs ceil(Bw/Bc) columns and
   // ceil(Bx/Bdac) steps.

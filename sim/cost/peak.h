@@ -1,6 +1,7 @@
 // Peak characteristics of an architecture, independent of any workload: power and area per
 // tile and per chip with every array busy every step, and peak throughput and efficiency
-// (ISAAC's Table I and its peak GOPS/W, GOPS/(s*mm2)). Model: docs/cost_model.md, "Peak".
+// (ISAAC's Table I and its peak GOPS/W, GOPS/(s*mm2)). Component power = events at peak
+// rate x energy + instances x leakage. Model: docs/cost_model.md, "Peak".
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,9 @@ struct PeakReport {
   PerComponent tile_area_um2_by_component{};
   double tile_area_um2 = 0;          // total per tile
   std::vector<NamedFigure> chip_fixed_power_mw, chip_fixed_area_um2;  // chip-level blocks
+  double global_buffer_power_mw = 0;   // one full port width per port per cycle + leakage
+  double interconnect_power_mw = 0;    // every link carrying link_bits per cycle + leakage
+  double interconnect_area_um2 = 0;
   double chip_power_w = 0;           // tiles + global buffer + chip blocks
   double chip_area_mm2 = 0;
   double peak_macs_per_s = 0;        // at PeakOptions precision

@@ -1,5 +1,9 @@
 #include "sim/mapping/schedule.h"
 
+#include <algorithm>
+
+#include "sim/config/component_registry.h"
+
 namespace imcsim::mapping {
 
 namespace {
@@ -42,6 +46,21 @@ std::vector<NodeSchedule> build_schedule(const graph::Graph& graph, const Mappin
                                                    arch.chip.buffer_bus_bits);
       p.write_cycles = timing::bus_transfer_cycles(uint64_t{lm.cols_n} * element_bytes(node.output_quant),
                                                    arch.chip.buffer_bus_bits);
+      // Global buffer <-> home tile over the interconnect (docs/timing_model.md).
+      const auto& net = config::interconnect_model(arch.interconnect.kind);
+      s.home_tile = lm.first_tile;
+      s.link_path_in = net.path(lm.first_tile, arch.chip.tiles, true);
+      s.link_path_out = net.path(lm.first_tile, arch.chip.tiles, false);
+      const uint64_t in_bytes = graph.tensor_shape(node.inputs[0]).elements() * element_bytes(in_q);
+      s.gb_bytes_in_per_position = timing::ceil_div(in_bytes, std::max<uint64_t>(lm.positions, 1));
+      s.gb_bytes_out_per_position = uint64_t{lm.cols_n} * element_bytes(node.output_quant);
+      const auto& ic = arch.interconnect;
+      p.gb_read_cycles = timing::bus_transfer_cycles(s.gb_bytes_in_per_position, arch.chip.global_buffer_port_bits);
+      p.link_in_cycles = timing::link_transfer_cycles(s.gb_bytes_in_per_position, s.link_path_in.size(),
+                                                      ic.hop_cycles, ic.link_bits);
+      p.link_out_cycles = timing::link_transfer_cycles(s.gb_bytes_out_per_position, s.link_path_out.size(),
+                                                       ic.hop_cycles, ic.link_bits);
+      p.gb_write_cycles = timing::bus_transfer_cycles(s.gb_bytes_out_per_position, arch.chip.global_buffer_port_bits);
     } else {
       s.digital_ops = digital_node_ops(node);
       s.digital_cycles = timing::ceil_div(s.digital_ops, arch.tile.shift_add_units);

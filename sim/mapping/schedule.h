@@ -22,6 +22,11 @@ struct NodeSchedule {
   timing::LayerTimingParams imc;   // IMC layers
   uint32_t arrays = 0;             // arrays working in lock-step on this layer
   uint32_t adc_conversion_cycles = 0;
+  // IMC layers: transfers between the global buffer and the layer's first tile (home_tile):
+  // per position, a share ceil(input tensor bytes / positions) in and the output vector out.
+  uint32_t home_tile = 0;
+  uint64_t gb_bytes_in_per_position = 0, gb_bytes_out_per_position = 0;
+  std::vector<uint32_t> link_path_in, link_path_out;  // interconnect link ids (hops = size)
   uint64_t digital_ops = 0;        // digital nodes
   uint64_t digital_cycles = 0;     // digital nodes: ceil(ops / lanes)
   uint64_t analytical_cycles() const {

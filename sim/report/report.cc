@@ -121,7 +121,10 @@ json build_report(const RunInfo& info, const graph::Graph& g, const config::Arch
           {"array_stall_sample_hold", t.array_stall_sample_hold}, {"adc_busy", t.adc_busy},
           {"adc_idle", t.adc_idle}, {"bus_busy", t.bus_busy}, {"fetch_stall_bus", t.fetch_stall_bus},
           {"fetch_stall_input_register", t.fetch_stall_slot}, {"write_stall_bus", t.write_stall_bus},
-          {"digital_busy", t.digital_busy}};
+          {"digital_busy", t.digital_busy}, {"global_buffer_busy", t.gb_busy},
+          {"fetch_stall_global_buffer", t.fetch_stall_gb}, {"write_stall_global_buffer", t.write_stall_gb},
+          {"interconnect_busy", t.link_busy}, {"fetch_stall_interconnect", t.fetch_stall_link},
+          {"write_stall_interconnect", t.write_stall_link}};
     }
     lat_nodes.push_back(std::move(jn));
   }
@@ -148,14 +151,19 @@ json build_report(const RunInfo& info, const graph::Graph& g, const config::Arch
                                     {"input_buffer_bytes", e.input_buffer_bytes},
                                     {"output_buffer_bytes", e.output_buffer_bytes},
                                     {"global_buffer_bytes", e.global_buffer_bytes},
+                                    {"interconnect_bit_hops", e.interconnect_bit_hops},
                                     {"digital_ops", e.digital_ops},
                                     {"macs", e.macs}}}});
   }
-  j["energy"] = {{"model", ds.images ? "analytical: events per image x energy per event; no leakage"
+  j["energy"] = {{"model", ds.images ? "analytical: events per image x energy per event + leakage power x latency"
                                       : "analytical, timing-only: every row driven every step (worst case); "
-                                        "no leakage"},
+                                        "+ leakage power x latency"},
                  {"pj_per_image", c.energy_pj_per_image},
                  {"by_component_pj", per_component(c.energy_pj_per_image_by_component)},
+                 {"dynamic_by_component_pj", per_component(c.dynamic_energy_pj_per_image_by_component)},
+                 {"leakage_by_component_pj", per_component(c.leakage_energy_pj_per_image_by_component)},
+                 {"leakage_power_mw_by_component", per_component(c.leakage_power_mw_by_component)},
+                 {"fixed_blocks_power_mw", c.static_power_mw},
                  {"per_node", en_nodes}};
 
   // Area.
@@ -194,6 +202,45 @@ json build_report(const RunInfo& info, const graph::Graph& g, const config::Arch
     l["throughput_images_per_s"] = sc->interval_cycles ? arch.clock_mhz * 1e6 / double(sc->interval_cycles) : 0.0;
     l["total_cycles"] = sc->total_cycles;
     l["systemc_wall_s"] = sc->wall_seconds;
+    // Busy / stalled cycles per component class, summed over nodes and streamed images.
+    timing::NodeTimingResult t;
+    for (const auto& n : sc->nodes) {
+      t.array_read += n.array_read;
+      t.array_stall_input += n.array_stall_input;
+      t.array_stall_sample_hold += n.array_stall_sample_hold;
+      t.adc_busy += n.adc_busy;
+      t.adc_idle += n.adc_idle;
+      t.bus_busy += n.bus_busy;
+      t.fetch_stall_bus += n.fetch_stall_bus;
+      t.write_stall_bus += n.write_stall_bus;
+      t.fetch_stall_slot += n.fetch_stall_slot;
+      t.digital_busy += n.digital_busy;
+      t.gb_busy += n.gb_busy;
+      t.fetch_stall_gb += n.fetch_stall_gb;
+      t.write_stall_gb += n.write_stall_gb;
+      t.link_busy += n.link_busy;
+      t.fetch_stall_link += n.fetch_stall_link;
+      t.write_stall_link += n.write_stall_link;
+    }
+    l["busy_stalled_by_component"] = {
+        {"array", {{"busy", t.array_read}, {"stalled", t.array_stall_input + t.array_stall_sample_hold}}},
+        {"adc", {{"busy", t.adc_busy}, {"idle", t.adc_idle}}},
+        {"tile_bus", {{"busy", t.bus_busy}, {"stalled", t.fetch_stall_bus + t.write_stall_bus}}},
+        {"input_register", {{"stalled", t.fetch_stall_slot}}},
+        {"global_buffer", {{"busy", t.gb_busy}, {"stalled", t.fetch_stall_gb + t.write_stall_gb},
+                           {"ports", sc->global_buffer_ports},
+                           {"port_busy_cycles", sc->global_buffer_port_busy_cycles}}},
+        {"interconnect", {{"busy", t.link_busy}, {"stalled", t.fetch_stall_link + t.write_stall_link},
+                          {"kind", std::string(config::to_string(arch.interconnect.kind))},
+                          {"links", sc->links.size()}}},
+        {"digital", {{"busy", t.digital_busy}}}};
+    json links = json::array();
+    for (size_t k = 0; k < sc->links.size(); ++k)
+      if (sc->links[k].busy_cycles > 0)
+        links.push_back({{"id", k}, {"link", sc->links[k].link}, {"busy_cycles", sc->links[k].busy_cycles},
+                         {"utilisation", sc->total_cycles ? double(sc->links[k].busy_cycles) / double(sc->total_cycles)
+                                                          : 0.0}});
+    l["interconnect_links"] = std::move(links);
   }
   j["run"] = {{"threads", info.threads}, {"wall_s", ds.wall_seconds},
               {"simulated_images_per_s", ds.wall_seconds > 0 ? double(ds.images) / ds.wall_seconds : 0.0}};
@@ -213,6 +260,9 @@ json peak_json(const cost::PeakReport& r, const cost::PeakOptions& options) {
                     {"fixed_blocks_power_mw", named(r.tile_fixed_power_mw)},
                     {"fixed_blocks_area_um2", named(r.tile_fixed_area_um2)}}},
           {"chip", {{"power_w", r.chip_power_w}, {"area_mm2", r.chip_area_mm2},
+                    {"global_buffer_power_mw", r.global_buffer_power_mw},
+                    {"interconnect_power_mw", r.interconnect_power_mw},
+                    {"interconnect_area_mm2", r.interconnect_area_um2 * 1e-6},
                     {"fixed_blocks_power_mw", named(r.chip_fixed_power_mw)},
                     {"fixed_blocks_area_um2", named(r.chip_fixed_area_um2)}}},
           {"operation_precision", {{"weight_bits", options.weight_bits}, {"input_bits", options.input_bits}}},

@@ -12,11 +12,21 @@
 #include <systemc>
 
 #include "models/tile/layer_pipeline.h"
+#include "sim/config/component_registry.h"
 
 namespace imcsim::timing {
 
 const char* execution_name(Execution e) {
   return e == Execution::kPipelined ? "pipelined" : "layer_by_layer";
+}
+
+FabricOptions fabric_options(const config::ArchConfig& arch) {
+  FabricOptions f;
+  f.global_buffer_ports = arch.chip.global_buffer_ports;
+  const auto& net = config::interconnect_model(arch.interconnect.kind);
+  const uint32_t n = net.link_count(arch.chip.tiles);
+  for (uint32_t l = 0; l < n; ++l) f.link_names.push_back(net.link_name(l, arch.chip.tiles));
+  return f;
 }
 
 SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>& schedule,
@@ -52,19 +62,28 @@ SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>&
   // pipeline per node, each running its node for every image, fed by the previous node's.
   std::vector<std::unique_ptr<LayerPipeline>> stages;
   auto job_of = [](const mapping::NodeSchedule& s) {
-    return PipelineJob{s.node, s.is_imc, s.imc, s.digital_cycles};
+    return PipelineJob{s.node, s.is_imc, s.imc, s.digital_cycles, s.link_path_in, s.link_path_out};
   };
+  // The shared global buffer and interconnect; links named beyond the options get generic names.
+  if (options.fabric.global_buffer_ports == 0)
+    throw TimingError("the global buffer needs at least one port");
+  std::vector<std::string> link_names = options.fabric.link_names;
+  for (const auto& s : schedule)
+    for (const auto* path : {&s.link_path_in, &s.link_path_out})
+      for (uint32_t l : *path)
+        while (link_names.size() <= l) link_names.push_back(fmt::format("link {}", link_names.size()));
+  ChipFabric fabric(options.fabric.global_buffer_ports, link_names);
   if (!pipelined) {
     std::vector<PipelineJob> jobs;
     for (uint64_t image = 0; image < options.images; ++image)
       for (const auto& s : schedule) jobs.push_back(job_of(s));
-    stages.push_back(std::make_unique<LayerPipeline>("chip", std::move(jobs), trace));
+    stages.push_back(std::make_unique<LayerPipeline>("chip", std::move(jobs), trace, &fabric));
   } else {
     for (size_t k = 0; k < schedule.size(); ++k) {
       std::vector<PipelineJob> jobs(options.images, job_of(schedule[k]));
       // Only the first stage traces (SystemC allows one VCD file per signal set here).
       stages.push_back(std::make_unique<LayerPipeline>(fmt::format("stage_{}", k).c_str(), std::move(jobs),
-                                                       k == 0 ? trace : TraceOptions{}));
+                                                       k == 0 ? trace : TraceOptions{}, &fabric));
       if (k > 0) stages[k]->set_upstream(stages[k - 1].get());
     }
   }
@@ -94,6 +113,13 @@ SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>&
     n.fetch_stall_slot += st.fetch_stall_slot;
     n.write_stall_bus += st.write_stall_bus;
     n.digital_busy += st.digital_busy;
+    n.gb_busy += st.gb_busy;
+    n.fetch_stall_gb += st.fetch_stall_gb;
+    n.write_stall_gb += st.write_stall_gb;
+    n.link_busy += st.link_busy;
+    n.link_hop_cycles += st.link_hop_cycles;
+    n.fetch_stall_link += st.fetch_stall_link;
+    n.write_stall_link += st.write_stall_link;
   };
   // Completion and start cycle of each image.
   std::vector<uint64_t> image_start(options.images), image_end(options.images);
@@ -124,6 +150,9 @@ SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>&
   }
   r.analytical_latency_cycles = sum;
   r.analytical_interval_cycles = pipelined ? slowest : sum;
+  r.global_buffer_ports = options.fabric.global_buffer_ports;
+  r.global_buffer_port_busy_cycles = fabric.global_buffer_port_busy_cycles();
+  for (size_t l = 0; l < link_names.size(); ++l) r.links.push_back({link_names[l], fabric.link_busy_cycles()[l]});
   stages.clear();  // closes the VCD file
   r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "models/tile/pipeline_timing.h"
+#include "sim/config/arch_config.h"
 #include "sim/mapping/schedule.h"
 
 namespace imcsim::timing {
@@ -25,6 +26,22 @@ struct NodeTimingResult {
   uint64_t array_read = 0, array_stall_input = 0, array_stall_sample_hold = 0;
   uint64_t adc_busy = 0, adc_idle = 0, bus_busy = 0, fetch_stall_bus = 0, fetch_stall_slot = 0,
            write_stall_bus = 0, digital_busy = 0;
+  uint64_t gb_busy = 0, fetch_stall_gb = 0, write_stall_gb = 0;
+  uint64_t link_busy = 0, link_hop_cycles = 0, fetch_stall_link = 0, write_stall_link = 0;
+};
+
+// The chip's shared resources (global buffer ports, interconnect links) for the run.
+struct FabricOptions {
+  uint32_t global_buffer_ports = 1;
+  std::vector<std::string> link_names;  // one per interconnect link id
+};
+// From the arch config: chip.global_buffer_ports and the interconnect's links
+// (sim/config/component_registry.h).
+FabricOptions fabric_options(const config::ArchConfig& arch);
+
+struct LinkUsage {
+  std::string link;
+  uint64_t busy_cycles = 0;  // all images
 };
 
 enum class Execution {
@@ -42,6 +59,9 @@ struct SystemcTimingResult {
   uint64_t analytical_latency_cycles = 0;   // closed form of the same
   uint64_t analytical_interval_cycles = 0;
   std::vector<NodeTimingResult> nodes;
+  uint32_t global_buffer_ports = 0;
+  uint64_t global_buffer_port_busy_cycles = 0;  // summed over ports, all images
+  std::vector<LinkUsage> links;                 // every link of the interconnect, by id
   double wall_seconds = 0;
 };
 
@@ -50,6 +70,7 @@ struct SystemcTimingOptions {
   uint64_t images = 1;
   std::string vcd_file;            // "" = no waveform; else written (".vcd" appended if missing)
   uint64_t trace_window_start = 0, trace_window_end = UINT64_MAX;
+  FabricOptions fabric;
 };
 
 SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>& schedule,

@@ -33,14 +33,22 @@ TEST(WorkloadTiming, SystemcEqualsAnalyticalWithoutContention) {
   for (size_t i = 0; i < schedule.size(); ++i) {
     EXPECT_EQ(r.nodes[i].cycles, 2 * schedule[i].analytical_cycles()) << schedule[i].node;
     // The array only ever waits for the first input vector of each image.
-    EXPECT_EQ(r.nodes[i].array_stall_input, 2 * schedule[i].imc.fetch_cycles) << schedule[i].node;
+    EXPECT_EQ(r.nodes[i].array_stall_input, 2 * schedule[i].imc.input_delivery_cycles()) << schedule[i].node;
+    EXPECT_EQ(r.nodes[i].fetch_stall_link + r.nodes[i].write_stall_link + r.nodes[i].fetch_stall_gb +
+                  r.nodes[i].write_stall_gb + r.nodes[i].fetch_stall_bus + r.nodes[i].write_stall_bus,
+              0u) << schedule[i].node;
     analytical += schedule[i].analytical_cycles();
   }
   EXPECT_EQ(r.cycles_per_image, analytical);
   // conv1 by hand: 784 positions x 8 groups; 16 columns x 4 slices = 64 conversions on the
   // array's single 8-bit SAR ADC = 512 cycles per step > 120 read cycles; fetch 9 bytes = 1
-  // cycle, write 16 bytes = 1 cycle: 1 + 120 + (6272 - 1) * 512 + 512 + 1 = 3211386.
-  EXPECT_EQ(r.nodes[0].cycles / 2, 3211386u);
+  // cycle, write 16 bytes = 1 cycle. Its input (784 bytes over 784 positions: 1 byte each)
+  // comes from the global buffer: 1 port cycle + over the bus interconnect 1 hop + 1 cycle;
+  // its output vector goes back: 1 hop + 1 cycle + 1 port cycle.
+  // (1 + 2 + 1) + 120 + (6272 - 1) * 512 + 512 + (1 + 2 + 1) = 3211392.
+  EXPECT_EQ(schedule[0].imc.input_delivery_cycles(), 4u);
+  EXPECT_EQ(schedule[0].imc.output_delivery_cycles(), 4u);
+  EXPECT_EQ(r.nodes[0].cycles / 2, 3211392u);
   ASSERT_TRUE(fs::exists(vcd));
   std::ifstream f(vcd);
   const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());

@@ -148,7 +148,7 @@ TEST(ArchConfigErrors, UnknownNestedKey) {
                 "columns_per_adc, conversion_cycles, layer_bits_override, override_references, "
                 "override_calibration_images)"});
   expect_error(json{{"components", {{"adc", {{"energy", 1.0}}}}}},
-               {"/components/adc/energy", "energy_pj, area_um2, source"});
+               {"/components/adc/energy", "energy_pj, area_um2, leakage_mw, source"});
   expect_error(json{{"components", {{"sram", json::object()}}}},
                {"/components/sram", "unknown key"});
 }
