@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .graph_pb import pb
+from . import digital as D
 
 M_DIGEST = 0x100000001B3
 _U64 = (1 << 64) - 1
@@ -618,6 +619,7 @@ class ImcLayer:
         where = f"node '{node.name}' (imc)"
         self.where = where
         self.is_conv = L.kind == pb.ImcLayer.KIND_CONV2D
+        self.tokens = False
         if L.kind not in (pb.ImcLayer.KIND_CONV2D, pb.ImcLayer.KIND_LINEAR):
             raise GraphError(f"{where}: unknown kind {L.kind}")
         self.Cin, self.Cout = int(L.in_channels), int(L.out_channels)
@@ -642,11 +644,19 @@ class ImcLayer:
             self.kh = self.kw = 1
             self.sh = self.sw = 1
             self.ph = self.pw = 0
-            if int(np.prod(in_info.shape)) != self.Cin:
-                raise GraphError(f"{where}: input of {int(np.prod(in_info.shape))} values, "
-                                 f"in_features is {self.Cin}")
-            self.P = 1
-            self.out_shape = (self.Cout,)
+            self.tokens = len(in_info.shape) == 2       # tokens [T, D]: one position per token
+            if self.tokens:
+                if in_info.shape[1] != self.Cin:
+                    raise GraphError(f"{where}: tokens of {in_info.shape[1]} features, "
+                                     f"in_features is {self.Cin}")
+                self.P = int(in_info.shape[0])
+                self.out_shape = (self.P, self.Cout)
+            else:
+                if int(np.prod(in_info.shape)) != self.Cin:
+                    raise GraphError(f"{where}: input of {int(np.prod(in_info.shape))} values, "
+                                     f"in_features is {self.Cin}")
+                self.P = 1
+                self.out_shape = (self.Cout,)
         self.K = self.Cin * self.kh * self.kw
         self.N = self.Cout
         K, N = self.K, self.N
@@ -775,7 +785,7 @@ class ImcLayer:
         """Input codes [B][C][H][W] (conv) or [B][...] (linear) -> x [B*P][K] int64."""
         B = x.shape[0]
         if not self.is_conv:
-            return x.reshape(B, self.K).astype(np.int64, copy=False)
+            return x.reshape(B * self.P, self.K).astype(np.int64, copy=False)
         x = x.reshape(B, self.Cin, self.H, self.W)
         if self.ph or self.pw:
             xp = np.full((B, self.Cin, self.H + 2 * self.ph, self.W + 2 * self.pw), self.zx,
@@ -921,7 +931,9 @@ class ImcLayer:
         return y
 
     def to_output_layout(self, y: np.ndarray, B: int) -> np.ndarray:
-        """[B*P][N] -> [B][N][Hout][Wout] (conv) or [B][N] (linear)."""
+        """[B*P][N] -> [B][N][Hout][Wout] (conv), [B][T][N] (linear on tokens) or [B][N]."""
+        if not self.is_conv and self.tokens:
+            return y.reshape(B, self.P, self.N)
         if self.is_conv:
             return np.ascontiguousarray(
                 y.reshape(B, self.P, self.N).transpose(0, 2, 1)).reshape((B,) + self.out_shape)
@@ -963,6 +975,78 @@ def avg_pool(x, ap, q_in: TensorInfo, q_out: TensorInfo):
     s = w.sum(axis=(4, 5))
     y = ((s - cnt * q_in.zero_point).astype(np.float64) * np.float64(q_in.scale)) / np.float64(cnt)
     return y
+
+
+DIGITAL_OPS = ("digital", "global_avg_pool", "concat", "to_tokens", "attention_scores", "softmax",
+               "attention_context", "layer_norm", "lut", "add_constant")
+
+
+def digital_op_shape(node, op, ins, oq, where):
+    """Output shape of a digital-unit node; checks what the numerics rely on (the C++ loader
+    checks every field and bound, sim/graph/graph_loader.cc)."""
+    s0 = tuple(ins[0].shape)
+    if op == "digital":
+        L = node.digital
+        N, Cin = int(L.out_channels), int(L.in_channels)
+        groups = max(1, int(L.groups))
+        if L.kind == pb.DigitalLayer.KIND_CONV2D:
+            if len(s0) != 3 or s0[0] != Cin or Cin % groups or N % groups:
+                raise GraphError(f"{where}: digital conv input {s0}, in_channels {Cin}, groups {groups}")
+            kh, kw = int(L.kernel_h), int(L.kernel_w)
+            shape = (N, (s0[1] + 2 * L.pad_h - kh) // L.stride_h + 1,
+                     (s0[2] + 2 * L.pad_w - kw) // L.stride_w + 1)
+            kg = Cin // groups * kh * kw
+        else:
+            if len(s0) not in (1, 2) or s0[-1] != Cin:
+                raise GraphError(f"{where}: digital linear input {s0}, in_features {Cin}")
+            shape = (s0[0], N) if len(s0) == 2 else (N,)
+            kg = Cin
+        if len(L.weights) != N * kg:
+            raise GraphError(f"{where}: digital.weights has {len(L.weights)} values, needs {N * kg}")
+        if len(L.weight_scale) not in (1, N) or len(L.bias) not in (0, N):
+            raise GraphError(f"{where}: digital weight_scale / bias sizes")
+        return shape
+    if op == "global_avg_pool":
+        return (s0[0],) if len(s0) == 3 else (s0[1],)
+    if op == "concat":
+        for q in ins[1:]:
+            if tuple(q.shape[1:]) != s0[1:]:
+                raise GraphError(f"{where}: concat of shapes {s0} and {q.shape}")
+        return (sum(q.shape[0] for q in ins),) + s0[1:]
+    if op == "to_tokens":
+        t = node.to_tokens
+        C, H, W = s0
+        if H % t.patch_h or W % t.patch_w:
+            raise GraphError(f"{where}: patch {t.patch_h}x{t.patch_w} does not divide {H}x{W}")
+        return ((H // t.patch_h) * (W // t.patch_w), C * t.patch_h * t.patch_w)
+    if op == "attention_scores":
+        h = int(node.attention_scores.heads)
+        if len(s0) != 2 or tuple(ins[1].shape)[1:] != s0[1:] or h < 1 or s0[1] % h:
+            raise GraphError(f"{where}: attention_scores of {s0} and {ins[1].shape}, {h} heads")
+        return (h, s0[0], ins[1].shape[0])
+    if op == "softmax":
+        if len(node.softmax.exp_table) != 1 << ins[0].bits:
+            raise GraphError(f"{where}: softmax.exp_table needs 2^{ins[0].bits} entries")
+        return s0
+    if op == "attention_context":
+        sv = tuple(ins[1].shape)
+        if len(s0) != 3 or len(sv) != 2 or sv[0] != s0[2] or sv[1] % s0[0]:
+            raise GraphError(f"{where}: attention_context of {s0} and {sv}")
+        return (s0[1], sv[1])
+    if op == "layer_norm":
+        d = s0[-1]
+        if len(node.layer_norm.gamma) != d or len(node.layer_norm.beta) != d:
+            raise GraphError(f"{where}: layer_norm gamma / beta need {d} values")
+        return s0
+    if op == "lut":
+        if len(node.lut.table) != 1 << ins[0].bits or oq.bits == 0:
+            raise GraphError(f"{where}: lut.table needs 2^{ins[0].bits} entries, output codes")
+        return s0
+    if op == "add_constant":
+        if len(node.add_constant.values) != int(np.prod(s0)):
+            raise GraphError(f"{where}: add_constant.values needs {int(np.prod(s0))} values")
+        return s0
+    raise GraphError(f"{where}: unknown op {op}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -1018,9 +1102,14 @@ class Reference:
                 raise GraphError(f"{where}: output_quant.bits 0 allowed only on the last node")
             op = node.WhichOneof("op")
             ins = [self.infos[t] for t in node.inputs]
-            need = 2 if op == "add" else 1
-            if len(ins) != need:
+            need = 2 if op in ("add", "attention_scores", "attention_context") else 1
+            if op == "concat":
+                if len(ins) < 2:
+                    raise GraphError(f"{where}: concat takes 2 or more inputs, has {len(ins)}")
+            elif len(ins) != need:
                 raise GraphError(f"{where}: {op} takes {need} inputs, has {len(ins)}")
+            if any(t.bits == 0 for t in ins):
+                raise GraphError(f"{where}: consumes a float (bits = 0) tensor")
             if op == "imc":
                 layer = ImcLayer(node, ins[0], use_lut, self.nonideal, self.seed, i)
                 self.layers[node.name] = layer
@@ -1041,6 +1130,8 @@ class Reference:
                 shape = ins[0].shape
             elif op == "flatten":
                 shape = (int(np.prod(ins[0].shape)),)
+            elif op in DIGITAL_OPS:
+                shape = digital_op_shape(node, op, ins, oq, where)
             else:
                 raise GraphError(f"{where}: unknown op {op}")
             if node.output_shape and tuple(node.output_shape) != tuple(shape):
@@ -1099,11 +1190,71 @@ class Reference:
             out = y if oq.bits == 0 else requantize(y, oq.scale, oq.zero_point, oq.bits)
         elif op == "flatten":
             out = x.reshape(B, -1)
+        elif op in DIGITAL_OPS:
+            out = self._digital_forward(node, op, tensors, oq)
         else:
             raise GraphError(f"node '{node.name}': unknown op {op}")
         if record and tr is None:
             tr = NodeTrace(node.name, out)
         return out, tr
+
+    def _digital_forward(self, node, op, tensors, oq):
+        """A digital-unit node (SEMANTICS.md "Digital nodes"): codes, or float if bits == 0."""
+        xs = [tensors[t] for t in node.inputs]
+        qs = [self.infos[t] for t in node.inputs]
+        x, qi = xs[0], qs[0]
+        B = x.shape[0]
+
+        def emit(y):
+            return y if oq.bits == 0 else requantize(y, oq.scale, oq.zero_point, oq.bits)
+
+        if op == "digital":
+            L = node.digital
+            N = int(L.out_channels)
+            sw = np.asarray(L.weight_scale, dtype=np.float64)
+            sw = np.full(N, sw[0]) if sw.size == 1 else sw
+            bias = np.asarray(L.bias, dtype=np.float64) if len(L.bias) else np.zeros(N)
+            relu = L.activation == pb.ACTIVATION_RELU
+            W = np.asarray(L.weights, dtype=np.int64)
+            if L.kind == pb.DigitalLayer.KIND_CONV2D:
+                groups = max(1, int(L.groups))
+                W = W.reshape(N, int(L.in_channels) // groups, int(L.kernel_h), int(L.kernel_w))
+                y = D.digital_conv(x, qi.zero_point, qi.scale, W, sw, bias, relu, int(L.kernel_h),
+                                   int(L.kernel_w), int(L.stride_h), int(L.stride_w), int(L.pad_h),
+                                   int(L.pad_w), groups)
+            else:
+                y = D.digital_linear(x, qi.zero_point, qi.scale, W.reshape(N, -1), sw, bias, relu)
+            return emit(y)
+        if op == "global_avg_pool":
+            return emit(D.global_avg_pool(x, qi.zero_point, qi.scale))
+        if op == "concat":
+            parts = []
+            for xp, q in zip(xs, qs):
+                same = (q.scale == oq.scale and q.zero_point == oq.zero_point and q.bits == oq.bits)
+                parts.append(xp.astype(np.int64) if same else emit(
+                    np.float64(q.scale) * (xp.astype(np.int64) - q.zero_point).astype(np.float64)))
+            return np.concatenate(parts, axis=1)
+        if op == "to_tokens":
+            return D.to_tokens(x, int(node.to_tokens.patch_h), int(node.to_tokens.patch_w))
+        if op == "attention_scores":
+            a = node.attention_scores
+            return emit(D.attention_scores(x, qi.zero_point, qi.scale, xs[1], qs[1].zero_point,
+                                           qs[1].scale, int(a.heads), float(a.scale)))
+        if op == "softmax":
+            return emit(D.softmax(x, node.softmax.exp_table))
+        if op == "attention_context":
+            return emit(D.attention_context(x, qi.zero_point, qi.scale, xs[1], qs[1].zero_point,
+                                            qs[1].scale))
+        if op == "layer_norm":
+            ln = node.layer_norm
+            return emit(D.layer_norm(x, qi.zero_point, ln.gamma, ln.beta, int(ln.eps_int)))
+        if op == "lut":
+            return D.lut(x, node.lut.table)
+        if op == "add_constant":
+            ac = node.add_constant
+            return emit(D.add_constant(x, qi.zero_point, qi.scale, ac.values,
+                                       ac.activation == pb.ACTIVATION_RELU))
+        raise GraphError(f"node '{node.name}': unknown op {op}")
 
     def run(self, codes: np.ndarray, hooks=None, stop_after: str | None = None,
             tensors: dict | None = None, images=None) -> np.ndarray:

@@ -59,8 +59,8 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
     nc.op = graph::op_name(node.op);
     NodeEvents& ev = nc.events;
     const graph::Quant& in_q = graph.tensor_quant(node.inputs[0]);
-    const double in_elems = double(graph.tensor_shape(node.inputs[0]).elements()) *
-                            double(node.inputs.size());
+    double in_elems = 0;
+    for (int id : node.inputs) in_elems += double(graph.tensor_shape(id).elements());
     ev.global_buffer_bytes = in_elems * element_bytes(in_q) +
                              double(node.output_shape.elements()) * element_bytes(node.output_quant);
 
@@ -96,6 +96,7 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
       at(nc.energy_pj, Component::kAdc) = ev.adc_conversions * adc_energy_pj_at(arch, lm.adc_bits);
     } else {
       ev.digital_ops = static_cast<double>(schedule[i].digital_ops);
+      ev.macs = static_cast<double>(schedule[i].digital_macs);
       nc.cycles = schedule[i].analytical_cycles();
     }
     at(nc.energy_pj, Component::kDac) = ev.dac_row_drives * comp.dac.energy_pj;

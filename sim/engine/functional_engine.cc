@@ -14,6 +14,7 @@
 #include "models/crossbar/crossbar.h"
 #include "models/crossbar/nonideal.h"
 #include "models/crossbar/slicing.h"
+#include "sim/engine/digital_nodes.h"
 
 namespace imcsim::engine {
 
@@ -124,6 +125,8 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
     if (l->is_conv) {
       plan->in_h = in_shape.dims[1], plan->in_w = in_shape.dims[2];
       plan->out_h = node.output_shape.dims[1], plan->out_w = node.output_shape.dims[2];
+    } else if (l->tokens) {
+      plan->out_h = in_shape.dims[0];  // one position per token
     }
     plan->positions = plan->out_h * plan->out_w;
     plan->gather.resize(static_cast<size_t>(plan->positions) * K);
@@ -141,7 +144,7 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
                 if (y >= 0 && y < plan->in_h && x >= 0 && x < plan->in_w)
                   idx = static_cast<int32_t>((int64_t{c} * plan->in_h + y) * plan->in_w + x);
               } else {
-                idx = static_cast<int32_t>(c);
+                idx = static_cast<int32_t>(pos * l->in_channels + c);  // token pos (0 for a vector)
               }
               plan->gather[pos * K + k] = idx;
             }
@@ -517,6 +520,20 @@ void emit(const Node& node, size_t index, double y, std::vector<int32_t>& codes,
                                           node.output_quant.bits);
 }
 
+// An IMC Linear layer on tokens computes [N][T] like a conv's [N][pos]; tokens are [T][N].
+void transpose_token_output(const auto& plan, std::vector<int32_t>& codes, std::vector<double>& values) {
+  if (!plan.layer->tokens) return;
+  const size_t T = plan.positions, N = plan.layer->cols_n();
+  auto transpose = [&](auto& v) {
+    if (v.empty()) return;
+    auto t = v;
+    for (size_t n = 0; n < N; ++n)
+      for (size_t p = 0; p < T; ++p) v[p * N + n] = t[n * T + p];
+  };
+  transpose(codes);
+  transpose(values);
+}
+
 }  // namespace
 
 InferenceResult FunctionalEngine::infer(std::span<const int32_t> input_codes, EngineCounters* counters,
@@ -543,13 +560,19 @@ InferenceResult FunctionalEngine::infer(std::span<const int32_t> input_codes, En
     values.assign(node.output_quant.is_float() ? out_elems : 0, 0.0);
     if (!node.output_quant.is_float()) out.assign(out_elems, 0);
 
+    std::vector<std::span<const int32_t>> ins;
+    for (int id : node.inputs) ins.push_back(tensor(id));
     if (plans_[i] && plans_[i]->nonideal) {
       run_imc_nonideal(imc_shape(i), *plans_[i], node, in, out, values,
                        counters ? &counters->per_node[i] : nullptr, traces ? &(*traces)[i] : nullptr, observer, i,
                        image_index);
+      transpose_token_output(*plans_[i], out, values);
     } else if (plans_[i]) {
       run_imc(imc_shape(i), *plans_[i], node, in, out, values, counters ? &counters->per_node[i] : nullptr,
               traces ? &(*traces)[i] : nullptr, observer, i);
+      transpose_token_output(*plans_[i], out, values);
+    } else if (run_digital_node(graph_, node, ins, out, values)) {
+      // digital-unit operations: sim/engine/digital_nodes.cc
     } else if (const auto* mp = std::get_if<graph::MaxPool>(&node.op)) {
       const uint32_t C = in_shape.dims[0], H = in_shape.dims[1], W = in_shape.dims[2];
       const uint32_t OH = node.output_shape.dims[1], OW = node.output_shape.dims[2];

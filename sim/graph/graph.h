@@ -57,6 +57,8 @@ struct ImcLayer {
 
   uint32_t rows_k() const { return in_channels * kernel_h * kernel_w; }
   uint32_t cols_n() const { return out_channels; }
+  // Linear layer on tokens [T, K] (docs/SEMANTICS.md): T positions, output [T, N].
+  bool tokens = false;
 };
 
 struct MaxPool { uint32_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w; };
@@ -65,7 +67,34 @@ struct Add { Activation activation = Activation::kNone; };
 struct Flatten {};
 struct Relu {};
 
-using Op = std::variant<ImcLayer, MaxPool, AvgPool, Add, Flatten, Relu>;
+// Digital-unit operations (docs/SEMANTICS.md "Digital nodes"). In a shape_only graph the value
+// vectors (weights, tables, gamma/beta, constants) are empty.
+struct DigitalLayer {
+  bool is_conv = true;
+  bool tokens = false;  // Linear on tokens [T, K]: one position per token
+  uint32_t in_channels = 0, out_channels = 0;
+  uint32_t kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
+  uint32_t groups = 1;
+  uint32_t weight_bits = 8;
+  std::vector<int32_t> weights;      // [N][K/groups], K/groups = (in_channels/groups) * kh * kw
+  std::vector<double> weight_scale;  // N values (a per-tensor scale is expanded on load)
+  std::vector<double> bias;          // N values (0.0 when absent)
+  Activation activation = Activation::kNone;
+
+  uint32_t rows_per_group() const { return in_channels / groups * kernel_h * kernel_w; }
+};
+struct GlobalAvgPool {};
+struct Concat {};
+struct ToTokens { uint32_t patch_h = 1, patch_w = 1; };
+struct AttentionScores { uint32_t heads = 1; double scale = 1.0; };
+struct Softmax { std::vector<int64_t> exp_table; };     // 2^bits_in entries
+struct AttentionContext { uint32_t heads = 1; };        // from the P input's first dimension
+struct LayerNorm { std::vector<double> gamma, beta; uint64_t eps_int = 0; };
+struct Lut { std::string function; std::vector<int32_t> table; };  // 2^bits_in entries
+struct AddConstant { std::vector<double> values; Activation activation = Activation::kNone; };
+
+using Op = std::variant<ImcLayer, MaxPool, AvgPool, Add, Flatten, Relu, DigitalLayer, GlobalAvgPool, Concat,
+                        ToTokens, AttentionScores, Softmax, AttentionContext, LayerNorm, Lut, AddConstant>;
 
 struct Node {
   std::string name;

@@ -4,6 +4,7 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -219,12 +220,13 @@ ImcLayer convert_imc(const pb::ImcLayer& l, const Shape& in_shape, const Quant& 
                           out.kernel_w, shape_str(in_shape), out.pad_h, out.pad_w));
     out_shape = Shape{{out.out_channels, oh, ow}};
   } else {
-    c.require(in_shape.dims.size() == 1, "inputs",
-              fmt::format("a Linear layer needs a vector input (add a Flatten), got shape {}",
-                          shape_str(in_shape)));
-    c.require(in_shape.dims[0] == out.in_channels, "imc.in_channels",
-              fmt::format("{} does not match the input length {}", out.in_channels, in_shape.dims[0]));
-    out_shape = Shape{{out.out_channels}};
+    c.require(in_shape.dims.size() == 1 || in_shape.dims.size() == 2, "inputs",
+              fmt::format("a Linear layer needs a vector [N] or tokens [T, D] (add a Flatten or "
+                          "to_tokens), got shape {}", shape_str(in_shape)));
+    out.tokens = in_shape.dims.size() == 2;
+    c.require(in_shape.dims.back() == out.in_channels, "imc.in_channels",
+              fmt::format("{} does not match the input's {} features", out.in_channels, in_shape.dims.back()));
+    out_shape = out.tokens ? Shape{{in_shape.dims[0], out.out_channels}} : Shape{{out.out_channels}};
   }
   const uint32_t bx = in_quant.bits;
   out.weight_bits = l.weight_bits();
@@ -351,6 +353,282 @@ void convert_window(uint32_t kh, uint32_t kw, uint32_t sh, uint32_t sw, uint32_t
   out_shape = Shape{{in_shape.dims[0], oh, ow}};
 }
 
+// 2^bits - 1 as a 128-bit integer (bits <= 16).
+__extension__ typedef unsigned __int128 u128;  // exact bounds of 64-bit products
+u128 max_code128(uint32_t bits) { return (static_cast<u128>(1) << bits) - 1; }
+
+// Requires an integer product bound to stay below 2^53 (exact in float64, the reference's matmuls).
+void require_exact53(u128 bound, const Checker& c, const std::string& field, const std::string& what) {
+  c.require(bound < (static_cast<u128>(1) << 53), field,
+            fmt::format("{} may reach {:.4g}, beyond the exact 2^53 range", what, static_cast<double>(bound)));
+}
+
+DigitalLayer convert_digital_layer(const pb::DigitalLayer& l, const Shape& in_shape, const Quant& in_quant,
+                                   Shape& out_shape, const Checker& c, bool shape_only) {
+  DigitalLayer out;
+  switch (l.kind()) {
+    case pb::DigitalLayer::KIND_CONV2D: out.is_conv = true; break;
+    case pb::DigitalLayer::KIND_LINEAR: out.is_conv = false; break;
+    default: c.fail("digital.kind", fmt::format("unknown layer kind {}", static_cast<int>(l.kind())));
+  }
+  out.in_channels = l.in_channels();
+  out.out_channels = l.out_channels();
+  c.positive(out.in_channels, "digital.in_channels");
+  c.positive(out.out_channels, "digital.out_channels");
+  out.groups = l.groups() == 0 ? 1 : l.groups();
+  if (out.is_conv) {
+    out.kernel_h = l.kernel_h(), out.kernel_w = l.kernel_w();
+    out.stride_h = l.stride_h(), out.stride_w = l.stride_w();
+    out.pad_h = l.pad_h(), out.pad_w = l.pad_w();
+    c.positive(out.kernel_h, "digital.kernel_h");
+    c.positive(out.kernel_w, "digital.kernel_w");
+    c.positive(out.stride_h, "digital.stride_h");
+    c.positive(out.stride_w, "digital.stride_w");
+    c.require(out.in_channels % out.groups == 0 && out.out_channels % out.groups == 0, "digital.groups",
+              fmt::format("{} groups must divide in_channels {} and out_channels {}", out.groups,
+                          out.in_channels, out.out_channels));
+    c.require(in_shape.dims.size() == 3, "inputs",
+              fmt::format("a digital Conv2d needs a C x H x W input, got shape {}", shape_str(in_shape)));
+    c.require(in_shape.dims[0] == out.in_channels, "digital.in_channels",
+              fmt::format("{} does not match the input's {} channels", out.in_channels, in_shape.dims[0]));
+    const uint32_t oh = window_output_size(in_shape.dims[1], out.kernel_h, out.stride_h, out.pad_h);
+    const uint32_t ow = window_output_size(in_shape.dims[2], out.kernel_w, out.stride_w, out.pad_w);
+    c.require(oh > 0 && ow > 0, "digital.kernel_h",
+              fmt::format("kernel {}x{} does not fit input {} with padding {},{}", out.kernel_h, out.kernel_w,
+                          shape_str(in_shape), out.pad_h, out.pad_w));
+    out_shape = Shape{{out.out_channels, oh, ow}};
+  } else {
+    c.require(l.kernel_h() <= 1 && l.kernel_w() <= 1 && l.stride_h() <= 1 && l.stride_w() <= 1 &&
+                  l.pad_h() == 0 && l.pad_w() == 0,
+              "digital.kernel_h", "a Linear layer takes kernel and stride 0 or 1 and no padding");
+    c.require(out.groups == 1, "digital.groups", fmt::format("a Linear layer takes 1 group, got {}", out.groups));
+    c.require(in_shape.dims.size() == 1 || in_shape.dims.size() == 2, "inputs",
+              fmt::format("a digital Linear layer needs a vector [N] or tokens [T, D] (add a Flatten or "
+                          "to_tokens), got shape {}", shape_str(in_shape)));
+    out.tokens = in_shape.dims.size() == 2;
+    c.require(in_shape.dims.back() == out.in_channels, "digital.in_channels",
+              fmt::format("{} does not match the input's {} features", out.in_channels, in_shape.dims.back()));
+    out_shape = out.tokens ? Shape{{in_shape.dims[0], out.out_channels}} : Shape{{out.out_channels}};
+  }
+  out.weight_bits = l.weight_bits();
+  c.bits(out.weight_bits, 2, kMaxBits, "digital.weight_bits");
+  const uint64_t kg = uint64_t{out.in_channels / out.groups} * out.kernel_h * out.kernel_w;
+  const uint64_t n_cols = out.out_channels;
+  c.require(kg < (uint64_t{1} << 31), "digital.in_channels", "weight matrix has too many rows");
+  require_exact53(static_cast<u128>(kg) * max_code128(in_quant.bits) *
+                      (static_cast<u128>(1) << (out.weight_bits - 1)),
+                  c, "digital.weight_bits", "the integer accumulator (K/groups x input codes x weights)");
+  if (shape_only) {
+    c.require(l.weights_size() == 0 && l.weight_scale_size() == 0 && l.bias_size() == 0, "digital.weights",
+              "a shape_only graph carries no weights, scales or biases");
+  } else {
+    c.require(static_cast<uint64_t>(l.weights_size()) == kg * n_cols, "digital.weights",
+              fmt::format("expected N*(K/groups) = {}*{} = {} values, got {}", n_cols, kg, kg * n_cols,
+                          l.weights_size()));
+    c.require(l.weight_scale_size() == 1 || static_cast<uint64_t>(l.weight_scale_size()) == n_cols,
+              "digital.weight_scale",
+              fmt::format("expected 1 (per tensor) or {} (per column) values, got {}", n_cols,
+                          l.weight_scale_size()));
+  }
+  const int32_t w_min = -(int32_t{1} << (out.weight_bits - 1));
+  const int32_t w_max = (int32_t{1} << (out.weight_bits - 1)) - 1;
+  out.weights.assign(l.weights().begin(), l.weights().end());
+  for (size_t i = 0; i < out.weights.size(); ++i)
+    if (out.weights[i] < w_min || out.weights[i] > w_max)
+      c.fail(fmt::format("digital.weights[{}]", i),
+             fmt::format("value {} outside [{}, {}] for {}-bit weights", out.weights[i], w_min, w_max,
+                         out.weight_bits));
+  out.weight_scale.assign(n_cols, 1.0);
+  for (uint64_t n = 0; n < n_cols && !shape_only; ++n) {
+    out.weight_scale[n] = l.weight_scale(l.weight_scale_size() == 1 ? 0 : static_cast<int>(n));
+    c.finite_positive(out.weight_scale[n], fmt::format("digital.weight_scale[{}]", n));
+  }
+  c.require(l.bias_size() == 0 || static_cast<uint64_t>(l.bias_size()) == n_cols, "digital.bias",
+            fmt::format("expected 0 or {} values, got {}", n_cols, l.bias_size()));
+  out.bias.assign(n_cols, 0.0);
+  for (int n = 0; n < l.bias_size(); ++n) {
+    out.bias[static_cast<size_t>(n)] = l.bias(n);
+    c.finite(l.bias(n), fmt::format("digital.bias[{}]", n));
+  }
+  out.activation = convert_activation(l.activation(), c, "digital.activation");
+  return out;
+}
+
+// The digital-unit operations added for depthwise / digital layers, Inception and transformers.
+Op convert_digital_op(const pb::Node& pn, const Graph& g, const Node& node, Shape& computed, const Checker& c,
+                      bool shape_only) {
+  const Shape& in_shape = g.tensor_shape(node.inputs[0]);
+  const Quant& in_quant = g.tensor_quant(node.inputs[0]);
+  const Quant& out_quant = node.output_quant;
+  const size_t rank = in_shape.dims.size();
+  switch (pn.op_case()) {
+    case pb::Node::kDigital:
+      return convert_digital_layer(pn.digital(), in_shape, in_quant, computed, c, shape_only);
+    case pb::Node::kGlobalAvgPool:
+      c.require(rank == 3 || rank == 2, "inputs",
+                fmt::format("global_avg_pool needs C x H x W or tokens [T, D], got shape {}", shape_str(in_shape)));
+      computed = Shape{{rank == 3 ? in_shape.dims[0] : in_shape.dims[1]}};
+      return GlobalAvgPool{};
+    case pb::Node::kConcat: {
+      uint64_t first = 0;
+      for (size_t k = 0; k < node.inputs.size(); ++k) {
+        const Shape& s = g.tensor_shape(node.inputs[k]);
+        const bool same_rest = s.dims.size() == rank &&
+                               std::equal(s.dims.begin() + 1, s.dims.end(), in_shape.dims.begin() + 1);
+        c.require(same_rest, fmt::format("inputs[{}]", k),
+                  fmt::format("concat needs shapes that differ only in the first dimension, got {} and {}",
+                              shape_str(in_shape), shape_str(s)));
+        first += s.dims[0];
+      }
+      c.require(first < (uint64_t{1} << 31), "inputs", "concatenated dimension too large");
+      computed = in_shape;
+      computed.dims[0] = static_cast<uint32_t>(first);
+      return Concat{};
+    }
+    case pb::Node::kToTokens: {
+      const auto& t = pn.to_tokens();
+      c.positive(t.patch_h(), "to_tokens.patch_h");
+      c.positive(t.patch_w(), "to_tokens.patch_w");
+      c.require(rank == 3, "inputs", fmt::format("to_tokens needs a C x H x W input, got shape {}", shape_str(in_shape)));
+      c.require(in_shape.dims[1] % t.patch_h() == 0 && in_shape.dims[2] % t.patch_w() == 0, "to_tokens.patch_h",
+                fmt::format("patch {}x{} must divide the input's H x W {}x{}", t.patch_h(), t.patch_w(),
+                            in_shape.dims[1], in_shape.dims[2]));
+      c.require(out_quant == in_quant, "output_quant", "to_tokens moves codes: its output quant must equal its input's");
+      computed = Shape{{(in_shape.dims[1] / t.patch_h()) * (in_shape.dims[2] / t.patch_w()),
+                        in_shape.dims[0] * t.patch_h() * t.patch_w()}};
+      return ToTokens{t.patch_h(), t.patch_w()};
+    }
+    case pb::Node::kAttentionScores: {
+      const auto& a = pn.attention_scores();
+      const Shape& k_shape = g.tensor_shape(node.inputs[1]);
+      c.require(rank == 2, "inputs[0]", fmt::format("attention_scores needs Q as tokens [T, D], got shape {}", shape_str(in_shape)));
+      c.require(k_shape.dims.size() == 2 && k_shape.dims[1] == in_shape.dims[1], "inputs[1]",
+                fmt::format("attention_scores needs K as tokens [T2, {}], got shape {}", in_shape.dims[1],
+                            shape_str(k_shape)));
+      c.positive(a.heads(), "attention_scores.heads");
+      c.require(in_shape.dims[1] % a.heads() == 0, "attention_scores.heads",
+                fmt::format("{} heads must divide the {} features", a.heads(), in_shape.dims[1]));
+      c.finite_positive(a.scale(), "attention_scores.scale");
+      const uint32_t dh = in_shape.dims[1] / a.heads();
+      require_exact53(static_cast<u128>(dh) * max_code128(in_quant.bits) *
+                          max_code128(g.tensor_quant(node.inputs[1]).bits),
+                      c, "inputs", "the score accumulator (head size x Q codes x K codes)");
+      computed = Shape{{a.heads(), in_shape.dims[0], k_shape.dims[0]}};
+      return AttentionScores{a.heads(), a.scale()};
+    }
+    case pb::Node::kSoftmax: {
+      const auto& sm = pn.softmax();
+      c.require(rank >= 1, "inputs", "softmax needs a non-empty shape");
+      const uint64_t entries = uint64_t{1} << in_quant.bits;
+      computed = in_shape;
+      if (shape_only) {
+        c.require(sm.exp_table_size() == 0, "softmax.exp_table", "a shape_only graph carries no tables");
+        return Softmax{};
+      }
+      c.require(static_cast<uint64_t>(sm.exp_table_size()) == entries, "softmax.exp_table",
+                fmt::format("expected 2^{} = {} entries (one per input code difference), got {}", in_quant.bits,
+                            entries, sm.exp_table_size()));
+      Softmax out;
+      out.exp_table.assign(sm.exp_table().begin(), sm.exp_table().end());
+      int64_t largest = 0;
+      for (size_t i = 0; i < out.exp_table.size(); ++i) {
+        c.require(out.exp_table[i] >= 0 && out.exp_table[i] < (int64_t{1} << 31),
+                  fmt::format("softmax.exp_table[{}]", i), fmt::format("must be in [0, 2^31), got {}", out.exp_table[i]));
+        largest = std::max(largest, out.exp_table[i]);
+      }
+      c.require(out.exp_table[0] > 0, "softmax.exp_table[0]", "must be > 0 (the row maximum's weight)");
+      require_exact53(static_cast<u128>(in_shape.dims.back()) * static_cast<uint64_t>(largest), c,
+                      "softmax.exp_table", "the row sum (row length x largest entry)");
+      return out;
+    }
+    case pb::Node::kAttentionContext: {
+      const Shape& v_shape = g.tensor_shape(node.inputs[1]);
+      c.require(rank == 3, "inputs[0]",
+                fmt::format("attention_context needs P as [heads, T, T2], got shape {}", shape_str(in_shape)));
+      c.require(v_shape.dims.size() == 2 && v_shape.dims[0] == in_shape.dims[2], "inputs[1]",
+                fmt::format("attention_context needs V as tokens [{}, D], got shape {}", in_shape.dims[2],
+                            shape_str(v_shape)));
+      c.require(v_shape.dims[1] % in_shape.dims[0] == 0, "inputs[1]",
+                fmt::format("the {} heads of P must divide V's {} features", in_shape.dims[0], v_shape.dims[1]));
+      require_exact53(static_cast<u128>(in_shape.dims[2]) * max_code128(in_quant.bits) *
+                          max_code128(g.tensor_quant(node.inputs[1]).bits),
+                      c, "inputs", "the context accumulator (T2 x P codes x V codes)");
+      computed = Shape{{in_shape.dims[1], v_shape.dims[1]}};
+      return AttentionContext{in_shape.dims[0]};
+    }
+    case pb::Node::kLayerNorm: {
+      const auto& ln = pn.layer_norm();
+      c.require(rank >= 1, "inputs", "layer_norm needs a non-empty shape");
+      const uint64_t d = in_shape.dims.back();
+      // V*D <= D^4 (2^b - 1)^2; V*D + eps_int must stay below 2^62 (docs/SEMANTICS.md).
+      const u128 d2 = static_cast<u128>(d) * d;
+      const u128 bound = d2 * d2 * max_code128(in_quant.bits) * max_code128(in_quant.bits) +
+                                      ln.eps_int();
+      c.require(d <= (uint64_t{1} << 20) && bound < (static_cast<u128>(1) << 62), "layer_norm",
+                fmt::format("D^4 (2^{} - 1)^2 + eps_int must be < 2^62 for exact int64 statistics "
+                            "(D = {}): use fewer input bits or a smaller eps_int", in_quant.bits, d));
+      computed = in_shape;
+      LayerNorm out;
+      out.eps_int = ln.eps_int();
+      if (shape_only) {
+        c.require(ln.gamma_size() == 0 && ln.beta_size() == 0, "layer_norm.gamma",
+                  "a shape_only graph carries no gamma / beta");
+        return out;
+      }
+      c.require(static_cast<uint64_t>(ln.gamma_size()) == d, "layer_norm.gamma",
+                fmt::format("expected {} values (the last dimension), got {}", d, ln.gamma_size()));
+      c.require(static_cast<uint64_t>(ln.beta_size()) == d, "layer_norm.beta",
+                fmt::format("expected {} values (the last dimension), got {}", d, ln.beta_size()));
+      out.gamma.assign(ln.gamma().begin(), ln.gamma().end());
+      out.beta.assign(ln.beta().begin(), ln.beta().end());
+      for (size_t i = 0; i < d; ++i) {
+        c.finite(out.gamma[i], fmt::format("layer_norm.gamma[{}]", i));
+        c.finite(out.beta[i], fmt::format("layer_norm.beta[{}]", i));
+      }
+      return out;
+    }
+    case pb::Node::kLut: {
+      const auto& lt = pn.lut();
+      c.require(!out_quant.is_float(), "output_quant.bits", "a lut outputs codes: bits must be 1..16");
+      c.require(!has_control_chars(lt.function()), "lut.function", "must not contain control characters");
+      computed = in_shape;
+      Lut out;
+      out.function = lt.function();
+      if (shape_only) {
+        c.require(lt.table_size() == 0, "lut.table", "a shape_only graph carries no tables");
+        return out;
+      }
+      const uint64_t entries = uint64_t{1} << in_quant.bits;
+      c.require(static_cast<uint64_t>(lt.table_size()) == entries, "lut.table",
+                fmt::format("expected 2^{} = {} entries (one per input code), got {}", in_quant.bits, entries,
+                            lt.table_size()));
+      out.table.assign(lt.table().begin(), lt.table().end());
+      for (size_t i = 0; i < out.table.size(); ++i)
+        c.require(out.table[i] >= 0 && out.table[i] <= out_quant.max_code(), fmt::format("lut.table[{}]", i),
+                  fmt::format("must be an output code in [0, {}], got {}", out_quant.max_code(), out.table[i]));
+      return out;
+    }
+    case pb::Node::kAddConstant: {
+      const auto& ac = pn.add_constant();
+      computed = in_shape;
+      AddConstant out;
+      out.activation = convert_activation(ac.activation(), c, "add_constant.activation");
+      if (shape_only) {
+        c.require(ac.values_size() == 0, "add_constant.values", "a shape_only graph carries no values");
+        return out;
+      }
+      c.require(static_cast<uint64_t>(ac.values_size()) == in_shape.elements(), "add_constant.values",
+                fmt::format("expected {} values (one per input element of shape {}), got {}", in_shape.elements(),
+                            shape_str(in_shape), ac.values_size()));
+      out.values.assign(ac.values().begin(), ac.values().end());
+      for (size_t i = 0; i < out.values.size(); ++i) c.finite(out.values[i], fmt::format("add_constant.values[{}]", i));
+      return out;
+    }
+    default: break;
+  }
+  c.fail("op", "not a digital-unit operation");
+}
+
 Graph convert_graph(const pb::Graph& g, const std::string& source) {
   Checker c(source);
   Graph out;
@@ -408,12 +686,20 @@ Graph convert_graph(const pb::Graph& g, const std::string& source) {
                 fmt::format("tensor '{}' is not the graph input or an earlier node's output", t));
       node.inputs.push_back(it->second);
     }
-    const size_t expected_inputs = pn.op_case() == pb::Node::kAdd ? 2 : 1;
-    c.require(node.inputs.size() == expected_inputs, "inputs",
-              fmt::format("expected {} input tensor(s), got {}", expected_inputs, node.inputs.size()));
+    if (pn.op_case() == pb::Node::kConcat) {
+      c.require(node.inputs.size() >= 2, "inputs",
+                fmt::format("concat expects 2 or more input tensors, got {}", node.inputs.size()));
+    } else {
+      const size_t expected_inputs = (pn.op_case() == pb::Node::kAdd || pn.op_case() == pb::Node::kAttentionScores ||
+                                      pn.op_case() == pb::Node::kAttentionContext) ? 2 : 1;
+      c.require(node.inputs.size() == expected_inputs, "inputs",
+                fmt::format("expected {} input tensor(s), got {}", expected_inputs, node.inputs.size()));
+    }
+    for (size_t k = 0; k < node.inputs.size(); ++k)
+      c.require(!out.tensor_quant(node.inputs[k]).is_float(), fmt::format("inputs[{}]", k),
+                "consumes a float (bits = 0) tensor");
     const Shape& in_shape = out.tensor_shape(node.inputs[0]);
     const Quant& in_quant = out.tensor_quant(node.inputs[0]);
-    c.require(!in_quant.is_float(), "inputs", "consumes a float (bits = 0) tensor");
     c.require(pn.has_output_quant(), "output_quant", "missing");
     node.output_quant = convert_quant(pn.output_quant(), c, "output_quant", is_last);
     Shape computed;
@@ -456,9 +742,22 @@ Graph convert_graph(const pb::Graph& g, const std::string& source) {
         computed = in_shape;
         node.op = Relu{};
         break;
+      case pb::Node::kDigital:
+      case pb::Node::kGlobalAvgPool:
+      case pb::Node::kConcat:
+      case pb::Node::kToTokens:
+      case pb::Node::kAttentionScores:
+      case pb::Node::kSoftmax:
+      case pb::Node::kAttentionContext:
+      case pb::Node::kLayerNorm:
+      case pb::Node::kLut:
+      case pb::Node::kAddConstant:
+        node.op = convert_digital_op(pn, out, node, computed, c, out.shape_only);
+        break;
       default:
         c.fail("op", "missing or unknown operation (expected one of imc, max_pool, avg_pool, add, "
-                     "flatten, relu)");
+                     "flatten, relu, digital, global_avg_pool, concat, to_tokens, attention_scores, "
+                     "softmax, attention_context, layer_norm, lut, add_constant)");
     }
     node.output_shape.dims.assign(pn.output_shape().begin(), pn.output_shape().end());
     c.require(node.output_shape == computed, "output_shape",
@@ -580,6 +879,18 @@ const char* op_name(const Op& op) {
     const char* operator()(const Add&) const { return "add"; }
     const char* operator()(const Flatten&) const { return "flatten"; }
     const char* operator()(const Relu&) const { return "relu"; }
+    const char* operator()(const DigitalLayer& l) const {
+      return l.is_conv ? (l.groups > 1 ? "digital_conv2d_grouped" : "digital_conv2d") : "digital_linear";
+    }
+    const char* operator()(const GlobalAvgPool&) const { return "global_avg_pool"; }
+    const char* operator()(const Concat&) const { return "concat"; }
+    const char* operator()(const ToTokens&) const { return "to_tokens"; }
+    const char* operator()(const AttentionScores&) const { return "attention_scores"; }
+    const char* operator()(const Softmax&) const { return "softmax"; }
+    const char* operator()(const AttentionContext&) const { return "attention_context"; }
+    const char* operator()(const LayerNorm&) const { return "layer_norm"; }
+    const char* operator()(const Lut&) const { return "lut"; }
+    const char* operator()(const AddConstant&) const { return "add_constant"; }
   };
   return std::visit(Visitor{}, op);
 }

@@ -97,6 +97,56 @@ void to_pb(const ImcLayer& l, pb::ImcLayer* out, bool shape_only) {
   out->set_activation(to_pb(l.activation));
 }
 
+void to_pb(const DigitalLayer& l, pb::DigitalLayer* out, bool shape_only) {
+  out->set_kind(l.is_conv ? pb::DigitalLayer::KIND_CONV2D : pb::DigitalLayer::KIND_LINEAR);
+  out->set_in_channels(l.in_channels);
+  out->set_out_channels(l.out_channels);
+  if (l.is_conv) {
+    out->set_kernel_h(l.kernel_h);
+    out->set_kernel_w(l.kernel_w);
+    out->set_stride_h(l.stride_h);
+    out->set_stride_w(l.stride_w);
+    out->set_pad_h(l.pad_h);
+    out->set_pad_w(l.pad_w);
+  }
+  out->set_groups(l.groups);
+  out->set_weight_bits(l.weight_bits);
+  if (!shape_only) {
+    out->mutable_weights()->Add(l.weights.begin(), l.weights.end());
+    out->mutable_weight_scale()->Add(l.weight_scale.begin(), l.weight_scale.end());
+    if (!all_exactly(l.bias, 0.0)) out->mutable_bias()->Add(l.bias.begin(), l.bias.end());
+  }
+  out->set_activation(to_pb(l.activation));
+}
+
+// The digital-unit operations other than DigitalLayer (docs/graph_format.md).
+void digital_to_pb(const Op& op, pb::Node* pn) {
+  if (std::holds_alternative<GlobalAvgPool>(op)) pn->mutable_global_avg_pool();
+  else if (std::holds_alternative<Concat>(op)) pn->mutable_concat();
+  else if (const auto* t = std::get_if<ToTokens>(&op)) {
+    pn->mutable_to_tokens()->set_patch_h(t->patch_h);
+    pn->mutable_to_tokens()->set_patch_w(t->patch_w);
+  } else if (const auto* a = std::get_if<AttentionScores>(&op)) {
+    pn->mutable_attention_scores()->set_heads(a->heads);
+    pn->mutable_attention_scores()->set_scale(a->scale);
+  } else if (const auto* sm = std::get_if<Softmax>(&op)) {
+    pn->mutable_softmax()->mutable_exp_table()->Add(sm->exp_table.begin(), sm->exp_table.end());
+  } else if (std::holds_alternative<AttentionContext>(op)) pn->mutable_attention_context();
+  else if (const auto* ln = std::get_if<LayerNorm>(&op)) {
+    pn->mutable_layer_norm()->mutable_gamma()->Add(ln->gamma.begin(), ln->gamma.end());
+    pn->mutable_layer_norm()->mutable_beta()->Add(ln->beta.begin(), ln->beta.end());
+    pn->mutable_layer_norm()->set_eps_int(ln->eps_int);
+  } else if (const auto* lt = std::get_if<Lut>(&op)) {
+    pn->mutable_lut()->set_function(lt->function);
+    pn->mutable_lut()->mutable_table()->Add(lt->table.begin(), lt->table.end());
+  } else if (const auto* ac = std::get_if<AddConstant>(&op)) {
+    pn->mutable_add_constant()->mutable_values()->Add(ac->values.begin(), ac->values.end());
+    pn->mutable_add_constant()->set_activation(to_pb(ac->activation));
+  } else {
+    throw std::logic_error("graph writer: unknown operation");
+  }
+}
+
 template <typename Window>
 void window_to_pb(const Window& w, auto* out) {
   out->set_kernel_h(w.kernel_h);
@@ -161,6 +211,8 @@ pb::Graph to_pb(const Graph& g) {
     else if (const auto* ad = std::get_if<Add>(&n.op)) pn->mutable_add()->set_activation(to_pb(ad->activation));
     else if (std::holds_alternative<Flatten>(n.op)) pn->mutable_flatten();
     else if (std::holds_alternative<Relu>(n.op)) pn->mutable_relu();
+    else if (const auto* dl = std::get_if<DigitalLayer>(&n.op)) to_pb(*dl, pn->mutable_digital(), g.shape_only);
+    else digital_to_pb(n.op, pn);
   }
   out.set_num_classes(g.num_classes);
   out.set_shape_only(g.shape_only);

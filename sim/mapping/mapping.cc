@@ -50,7 +50,8 @@ Mapping map_graph(const graph::Graph& graph, const ArrayGeometry& geo) {
     lm.node = node.name;
     lm.rows_k = l->rows_k();
     lm.cols_n = l->cols_n();
-    lm.positions = l->is_conv ? node.output_shape.dims[1] * node.output_shape.dims[2] : 1;
+    lm.positions = l->is_conv ? node.output_shape.dims[1] * node.output_shape.dims[2]
+                              : (l->tokens ? node.output_shape.dims[0] : 1);  // tokens: one per token
     const auto& in_q = graph.tensor_quant(node.inputs[0]);
     lm.input_groups = static_cast<uint32_t>(
         kernels::input_groups(in_q.bits, l->dac_bits, l->ashift_offset != 0).size());

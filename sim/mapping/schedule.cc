@@ -10,13 +10,42 @@ namespace {
 uint64_t element_bytes(const graph::Quant& q) { return q.is_float() ? 4 : timing::ceil_div(q.bits, 8); }
 }  // namespace
 
-uint64_t digital_node_ops(const graph::Node& node) {
+DigitalWork digital_node_work(const graph::Graph& graph, const graph::Node& node) {
   const uint64_t out = node.output_shape.elements();
-  if (const auto* mp = std::get_if<graph::MaxPool>(&node.op)) return out * (uint64_t{mp->kernel_h} * mp->kernel_w - 1);
-  if (const auto* ap = std::get_if<graph::AvgPool>(&node.op)) return out * (uint64_t{ap->kernel_h} * ap->kernel_w + 2);
-  if (std::holds_alternative<graph::Add>(node.op)) return out * 3;
-  if (std::holds_alternative<graph::Relu>(node.op)) return out * 2;
-  return 0;  // Flatten is a re-indexing
+  const graph::Shape& in0 = graph.tensor_shape(node.inputs[0]);
+  DigitalWork w;
+  if (const auto* mp = std::get_if<graph::MaxPool>(&node.op)) {
+    w.ops = out * (uint64_t{mp->kernel_h} * mp->kernel_w - 1);
+  } else if (const auto* ap = std::get_if<graph::AvgPool>(&node.op)) {
+    w.ops = out * (uint64_t{ap->kernel_h} * ap->kernel_w + 2);
+  } else if (std::holds_alternative<graph::Add>(node.op) || std::holds_alternative<graph::AddConstant>(node.op)) {
+    w.ops = out * 3;
+  } else if (std::holds_alternative<graph::Relu>(node.op)) {
+    w.ops = out * 2;
+  } else if (const auto* l = std::get_if<graph::DigitalLayer>(&node.op)) {
+    const uint64_t positions = out / l->out_channels;  // output pixels, tokens or 1
+    w.macs = positions * l->rows_per_group() * l->out_channels;
+    w.ops = 2 * w.macs + 4 * out;  // MACs, then scale, bias, activation, requantise
+  } else if (std::holds_alternative<graph::GlobalAvgPool>(node.op)) {
+    w.ops = in0.elements() + 2 * out;
+  } else if (std::holds_alternative<graph::Concat>(node.op)) {
+    for (int id : node.inputs)  // requantised parts: scale and requantise; equal quants: a move
+      if (!(graph.tensor_quant(id) == node.output_quant)) w.ops += 2 * graph.tensor_shape(id).elements();
+  } else if (const auto* a = std::get_if<graph::AttentionScores>(&node.op)) {
+    w.macs = out * (in0.dims[1] / a->heads);  // [heads][T][T2] outputs of head size each
+    w.ops = 2 * w.macs + 2 * out;
+  } else if (std::holds_alternative<graph::AttentionContext>(node.op)) {
+    w.macs = out * in0.dims[2];  // [T][D] outputs, T2 terms each
+    w.ops = 2 * w.macs + 2 * out;
+  } else if (std::holds_alternative<graph::Softmax>(node.op)) {
+    w.ops = 5 * out;  // max, difference, table, sum, divide + requantise
+  } else if (std::holds_alternative<graph::LayerNorm>(node.op)) {
+    const uint64_t d = in0.dims.back();
+    w.ops = (out / d) * (10 * d + 64);  // statistics 5D, integer square root 64, normalise + affine 5D
+  } else if (std::holds_alternative<graph::Lut>(node.op)) {
+    w.ops = out;
+  }
+  return w;  // Flatten and ToTokens are re-indexings
 }
 
 std::vector<NodeSchedule> build_schedule(const graph::Graph& graph, const Mapping& mapping,
@@ -62,7 +91,9 @@ std::vector<NodeSchedule> build_schedule(const graph::Graph& graph, const Mappin
                                                        ic.hop_cycles, ic.link_bits);
       p.gb_write_cycles = timing::bus_transfer_cycles(s.gb_bytes_out_per_position, arch.chip.global_buffer_port_bits);
     } else {
-      s.digital_ops = digital_node_ops(node);
+      const DigitalWork work = digital_node_work(graph, node);
+      s.digital_ops = work.ops;
+      s.digital_macs = work.macs;
       s.digital_cycles = timing::ceil_div(s.digital_ops, arch.tile.shift_add_units);
     }
     out.push_back(std::move(s));

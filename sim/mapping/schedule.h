@@ -28,14 +28,20 @@ struct NodeSchedule {
   uint64_t gb_bytes_in_per_position = 0, gb_bytes_out_per_position = 0;
   std::vector<uint32_t> link_path_in, link_path_out;  // interconnect link ids (hops = size)
   uint64_t digital_ops = 0;        // digital nodes
+  uint64_t digital_macs = 0;       // digital nodes: multiply-accumulates (digital layers, attention)
   uint64_t digital_cycles = 0;     // digital nodes: ceil(ops / lanes)
   uint64_t analytical_cycles() const {
     return is_imc ? timing::analytical_layer_cycles(imc) : digital_cycles;
   }
 };
 
-// Digital ALU operations of a non-IMC node per image (docs/cost_model.md).
-uint64_t digital_node_ops(const graph::Node& node);
+// Work of a non-IMC node per image in the digital unit (docs/cost_model.md): ALU operations
+// (a multiply-accumulate counts 2) and multiply-accumulates.
+struct DigitalWork {
+  uint64_t ops = 0;
+  uint64_t macs = 0;
+};
+DigitalWork digital_node_work(const graph::Graph& graph, const graph::Node& node);
 
 std::vector<NodeSchedule> build_schedule(const graph::Graph& graph, const Mapping& mapping,
                                          const config::ArchConfig& arch);

@@ -1,0 +1,74 @@
+#include "sim/engine/digital_nodes.h"
+
+#include "models/digital/ops.h"
+
+namespace imcsim::engine {
+
+namespace dk = kernels::digital;
+
+namespace {
+dk::QuantParams params(const graph::Quant& q) { return {q.scale, q.zero_point, q.bits}; }
+}  // namespace
+
+bool run_digital_node(const graph::Graph& g, const graph::Node& node, std::span<const std::span<const int32_t>> ins,
+                      std::vector<int32_t>& out_codes, std::vector<double>& out_values) {
+  const dk::OutSink out(params(node.output_quant), out_codes, out_values);
+  const graph::Quant& q0 = g.tensor_quant(node.inputs[0]);
+  const graph::Shape& s0 = g.tensor_shape(node.inputs[0]);
+  const auto& in = ins[0];
+  if (const auto* l = std::get_if<graph::DigitalLayer>(&node.op)) {
+    std::vector<double> m(l->out_channels);
+    for (uint32_t n = 0; n < l->out_channels; ++n) m[n] = q0.scale * l->weight_scale[n];
+    const bool relu = l->activation == graph::Activation::kRelu;
+    if (l->is_conv) {
+      dk::ConvGeometry geo{s0.dims[0], s0.dims[1], s0.dims[2], l->out_channels, l->kernel_h, l->kernel_w,
+                           l->stride_h, l->stride_w, l->pad_h, l->pad_w, l->groups,
+                           node.output_shape.dims[1], node.output_shape.dims[2]};
+      dk::conv2d(geo, in, q0.zero_point, l->weights, m, l->bias, relu, out);
+    } else {
+      const uint32_t positions = l->tokens ? s0.dims[0] : 1;
+      dk::linear(positions, l->in_channels, l->out_channels, in, q0.zero_point, l->weights, m, l->bias, relu, out);
+    }
+  } else if (std::holds_alternative<graph::GlobalAvgPool>(node.op)) {
+    if (s0.dims.size() == 3) {
+      const uint32_t spatial = s0.dims[1] * s0.dims[2];
+      dk::global_avg_pool(s0.dims[0], spatial, spatial, 1, in, params(q0), out);
+    } else {  // tokens [T, D]: mean over T per feature
+      dk::global_avg_pool(s0.dims[1], s0.dims[0], 1, s0.dims[1], in, params(q0), out);
+    }
+  } else if (std::holds_alternative<graph::Concat>(node.op)) {
+    size_t offset = 0;
+    for (size_t k = 0; k < ins.size(); ++k) {
+      dk::concat_part(ins[k], params(g.tensor_quant(node.inputs[k])), offset, out);
+      offset += ins[k].size();
+    }
+  } else if (const auto* t = std::get_if<graph::ToTokens>(&node.op)) {
+    dk::to_tokens(s0.dims[0], s0.dims[1], s0.dims[2], t->patch_h, t->patch_w, in, out);
+  } else if (const auto* a = std::get_if<graph::AttentionScores>(&node.op)) {
+    const graph::Quant& qk = g.tensor_quant(node.inputs[1]);
+    const uint32_t t2 = g.tensor_shape(node.inputs[1]).dims[0];
+    dk::attention_scores(s0.dims[0], t2, s0.dims[1], a->heads, in, q0.zero_point, ins[1], qk.zero_point,
+                         (q0.scale * qk.scale) * a->scale, out);
+  } else if (const auto* sm = std::get_if<graph::Softmax>(&node.op)) {
+    const uint32_t len = s0.dims.back();
+    dk::softmax(static_cast<uint32_t>(s0.elements() / len), len, in, sm->exp_table, out);
+  } else if (const auto* c = std::get_if<graph::AttentionContext>(&node.op)) {
+    const graph::Quant& qv = g.tensor_quant(node.inputs[1]);
+    const graph::Shape& sv = g.tensor_shape(node.inputs[1]);
+    dk::attention_context(s0.dims[1], s0.dims[2], sv.dims[1], c->heads, in, q0.zero_point, ins[1], qv.zero_point,
+                          q0.scale * qv.scale, out);
+  } else if (const auto* ln = std::get_if<graph::LayerNorm>(&node.op)) {
+    const uint32_t d = s0.dims.back();
+    dk::layer_norm(static_cast<uint32_t>(s0.elements() / d), d, in, q0.zero_point, ln->gamma, ln->beta, ln->eps_int,
+                   out);
+  } else if (const auto* lt = std::get_if<graph::Lut>(&node.op)) {
+    dk::lut(in, lt->table, out);
+  } else if (const auto* ac = std::get_if<graph::AddConstant>(&node.op)) {
+    dk::add_constant(in, params(q0), ac->values, ac->activation == graph::Activation::kRelu, out);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace imcsim::engine
