@@ -287,6 +287,9 @@ static int cmd_sweep_impl(const std::vector<std::string>& args) {
       const auto& p = pending[next++];
       const fs::path dir = point_dir(out, p);
       fs::create_directories(dir);
+      // Temporary files of a run killed mid-write (write_file_atomically: NAME.tmp.PID.RANDOM).
+      for (const auto& f : fs::directory_iterator(dir))
+        if (f.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(f.path());
       std::vector<std::string> argv = {exe, "run"};
       for (auto& a : sweep::run_args(spec, p)) argv.push_back(a);
       for (auto a : {"--out", dir.c_str()}) argv.push_back(a);

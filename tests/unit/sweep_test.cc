@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
@@ -47,10 +48,25 @@ std::string read_file(const fs::path& p) {
   return s.str();
 }
 
+// A fresh directory under the temp dir, removed when the test program ends.
+struct TempDir {
+  fs::path path;
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+std::vector<std::unique_ptr<TempDir>>& temp_dirs() {
+  static std::vector<std::unique_ptr<TempDir>> dirs;
+  return dirs;
+}
+
 fs::path fresh_dir(const std::string& name) {
   const fs::path d = fs::temp_directory_path() / ("imcsim_sweep_test_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(d);
   fs::create_directories(d);
+  temp_dirs().push_back(std::make_unique<TempDir>());
+  temp_dirs().back()->path = d;
   return d;
 }
 
@@ -412,9 +428,33 @@ TEST(SweepCli, RunSetOverridesAndErrors) {
   // Graph variant: every linear ADC re-derived at 6 bits (full-scale kept).
   ASSERT_EQ(sh(imcsim() + " run --timing-only -q --set graph.adc_bits=6 --out " + dir.string() + "/v", &out), 0) << out;
   const json v = json::parse(read_file(dir / "v" / "report.json"));
-  for (const auto& n : v["graph"]["nodes"])
-    if (n.contains("adc")) EXPECT_EQ(n["adc"]["bits"], 6) << n.dump();
+  int rescaled = 0;
+  for (const auto& n : v["graph"]["nodes"]) {
+    if (!n.contains("imc")) continue;
+    ++rescaled;
+    EXPECT_EQ(n["imc"]["adc"]["bits"], 6) << n.dump();
+    EXPECT_EQ(n["imc"]["adc"]["kind"], "linear") << n.dump();
+  }
+  EXPECT_EQ(rescaled, 4);
   EXPECT_EQ(v["graph"]["name"], "fmnist_cnn_adc6b_rescale");
+  // Calibrated variant (tiny): Lloyd-Max references at 4 bits from 16 training images.
+  ASSERT_EQ(sh(imcsim() + " run -q --images 20 --set graph.adc_bits=4 --set graph.adc_method=lloyd-max "
+                          "--set graph.calib_images=16 --out " + dir.string() + "/c", &out), 0) << out;
+  const json c = json::parse(read_file(dir / "c" / "report.json"));
+  int imc = 0;
+  for (const auto& n : c["graph"]["nodes"]) {
+    if (!n.contains("imc")) continue;
+    ++imc;
+    EXPECT_EQ(n["imc"]["adc"]["bits"], 4) << n.dump();
+    EXPECT_EQ(n["imc"]["adc"]["kind"], "nonlinear") << n.dump();
+  }
+  EXPECT_EQ(imc, 4);
+  EXPECT_EQ(c["accuracy"]["images"], 20);
+  EXPECT_EQ(c["graph"]["name"], "fmnist_cnn_calib_lloyd-max_4b");
+  // A non-linear graph cannot be rescaled: the error names the node.
+  EXPECT_EQ(sh(imcsim() + " run --timing-only -q --graph workloads/fmnist_cnn/fmnist_cnn_adc4_nl.imcg "
+                          "--set graph.adc_bits=6 --out " + dir.string() + "/n", &out), 1);
+  EXPECT_NE(out.find("fmnist_cnn_adc4_nl.imcg: node '"), std::string::npos) << out;
 }
 
 TEST(SweepCli, BadSpecsGiveOneLineErrors) {
@@ -466,7 +506,9 @@ TEST(SweepCli, ShardsMergeToTheUnshardedResult) {
   const json doc = json::parse(read_file(dir / "whole" / "sweep.json"));
   ASSERT_FALSE(doc["pareto_keys"].empty());
   for (const auto& p : doc["points"])
-    if (p["pareto"].get<bool>()) EXPECT_EQ(p["/adc/kind"], "flash");
+    if (p["pareto"].get<bool>()) {
+      EXPECT_EQ(p["/adc/kind"], "flash");
+    }
 }
 
 size_t finished_points(const fs::path& out) {
