@@ -20,8 +20,8 @@ VARIANTS = {  # graph suffix, ADC conversion cycles -> name
     ("i8w8_lin8", "1"): "baseline: 8b in / 8b w, 8-bit SAR at 1.28 GS/s (ISAAC)",
     ("i8w8_lin8", "0"): "8b in / 8b w, 8-bit SAR at 8 cycles/conversion",
     ("i6w2_lin8", "1"): "6b in / 2b w, 8-bit SAR (precision only)",
-    ("i6w2_nl3", "0"): "BS-KMQ (a): 6b in / 2b w, 3-bit NL ramp ADC",
-    ("i8w6_nl3", "0"): "BS-KMQ (b): 8b in / 6b w, 3-bit NL ramp ADC",
+    ("i6w2_nl3", "0"): "BS-KMQ (a): 6b in / 2b w, 3-bit in-memory NL-ADC (nl-imc)",
+    ("i8w6_nl3", "0"): "BS-KMQ (b): 8b in / 6b w, 3-bit in-memory NL-ADC (nl-imc)",
 }
 
 
