@@ -151,6 +151,7 @@ void LayerPipeline::controller() {
       wait(cycles(job.digital_cycles));
       results_[j].stats.digital_busy = job.digital_cycles;
       set_signal(sig_digital_busy_, false);
+      if (hooks_) hooks_->digital(j);
     }
     results_[j].end_cycle = now_cycles();
     jobs_done_ = j + 1;
@@ -206,6 +207,7 @@ void LayerPipeline::fetcher() {
       wait_until([&] { return fetched_ - consumed_ < 2; }, slot_ev_, fetch_state_, "a free input register");
       st.fetch_stall_slot += now_cycles() - t0;
       deliver_input(job, st);
+      if (hooks_) hooks_->fetched(j, p);
       ++fetched_;
       input_ev_.notify(SC_ZERO_TIME);
     }
@@ -231,6 +233,7 @@ void LayerPipeline::array() {
         wait_until([&] { return !sample_held_; }, sample_free_ev_, array_state_, "a free sample-and-hold");
         st.array_stall_sample_hold += now_cycles() - t0;
         sample_held_ = true;
+        if (hooks_) hooks_->sampled(j, p, t);
         sample_ev_.notify(SC_ZERO_TIME);
       }
       ++consumed_;  // the input register of p is free once its last group is sampled
@@ -254,6 +257,7 @@ void LayerPipeline::adc_bank() {
       wait(cycles(job.imc.convert_cycles));
       set_signal(sig_adc_busy_, false);
       st.adc_busy += job.imc.convert_cycles;
+      if (hooks_) hooks_->converted(j, i / job.imc.groups, i % job.imc.groups);
       sample_held_ = false;
       sample_free_ev_.notify(SC_ZERO_TIME);
       if (i % job.imc.groups == job.imc.groups - 1) {
@@ -273,6 +277,7 @@ void LayerPipeline::writer() {
     for (uint64_t p = 0; p < job.imc.positions; ++p) {
       wait_until([&] { return outputs_ready_ > p; }, output_ev_, write_state_, "an output vector");
       deliver_output(job, st);
+      if (hooks_) hooks_->written(j, p);
       ++written_;
       written_ev_.notify(SC_ZERO_TIME);
     }

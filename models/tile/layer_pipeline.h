@@ -77,6 +77,18 @@ struct JobResult {
   uint64_t cycles() const { return end_cycle - start_cycle; }
 };
 
+// Data-carrying mode: called when a stage completes (job index, position p, input group t);
+// models/tile/layer_datapath.h carries the values.
+class DataHooks {
+ public:
+  virtual ~DataHooks() = default;
+  virtual void fetched(size_t job, uint64_t p) = 0;                // input vector p in its register
+  virtual void sampled(size_t job, uint64_t p, uint64_t t) = 0;    // step (p, t) held in the S&H
+  virtual void converted(size_t job, uint64_t p, uint64_t t) = 0;  // step (p, t) converted, shift-added
+  virtual void written(size_t job, uint64_t p) = 0;                // output vector p in the global buffer
+  virtual void digital(size_t job) = 0;                            // a digital node's job done
+};
+
 // Optional waveform: signals are updated only inside [window_start, window_end) cycles.
 struct TraceOptions {
   std::string vcd_file;  // without the .vcd suffix SystemC adds; empty = no trace
@@ -95,6 +107,7 @@ class LayerPipeline : public sc_core::sc_module {
 
   // Inter-layer pipelining: job j may start only after `upstream` has finished its job j.
   void set_upstream(const LayerPipeline* upstream) { upstream_ = upstream; }
+  void set_data_hooks(DataHooks* hooks) { hooks_ = hooks; }
   bool job_done(size_t job) const { return job < jobs_done_; }
   const sc_core::sc_event& job_done_event() const { return job_done_ev_; }
 
@@ -126,6 +139,7 @@ class LayerPipeline : public sc_core::sc_module {
   std::vector<PipelineJob> jobs_;
   std::vector<JobResult> results_;
   ChipFabric* fabric_ = nullptr;
+  DataHooks* hooks_ = nullptr;
   TraceOptions trace_;
   sc_core::sc_trace_file* vcd_ = nullptr;
 

@@ -24,6 +24,7 @@
 #include "sim/mapping/schedule.h"
 #include "sim/report/report.h"
 #include "sim/sweep/overrides.h"
+#include "sim/timing/carry_data.h"
 #include "sim/timing/systemc_timing.h"
 
 namespace po = boost::program_options;
@@ -173,6 +174,8 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
       ("trace", po::value<std::string>(), "write a VCD waveform of the SystemC model to this file")
       ("trace-window", po::value<std::string>(), "cycles START:END of the waveform (default: all)")
       ("timing-only", "no dataset and no values: latency, energy (every row driven: worst case) and area")
+      ("carry-data", "the SystemC model carries the values of the streamed images (--stream-images, the first "
+       "dataset images) and checks every node output against the functional engine; exit 1 on a mismatch")
       ("set", po::value<std::vector<std::string>>()->composing(),
        "KEY=VALUE (repeatable): an arch-config key (JSON pointer /adc/bits, or adc.bits) applied before the "
        "config is validated, or a graph variant: graph.adc_bits=N with graph.adc_method=rescale|<calibration "
@@ -244,6 +247,11 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
   }
 
   const bool timing_only = vm.count("timing-only") > 0;
+  const bool carry_data = vm.count("carry-data") > 0;
+  if (carry_data && (timing_model != "systemc" || timing_only || replication != "none" || arch.nonidealities.active()))
+    throw UsageError("imcsim run: --carry-data needs --timing systemc, a dataset run (not --timing-only), no "
+                     "--replication and no active non-idealities (it carries the ideal analog model)");
+  std::vector<std::vector<int32_t>> carry_inputs;  // input codes of the streamed images
   if (graph.shape_only && !timing_only)
     throw std::runtime_error(fmt::format("{}: a shape_only graph has no weights: run it with --timing-only",
                                          graph_file));
@@ -280,14 +288,31 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
     }
     images_file = dataset.images_file;
     labels_file = dataset.labels_file;
+    const size_t pixels = size_t{dataset.rows} * dataset.cols;
+    for (uint64_t i = 0; carry_data && i < timing_options.images; ++i) {
+      if (i >= dataset.count) throw UsageError("imcsim run: --carry-data streams more images than the dataset has");
+      carry_inputs.emplace_back(pixels);
+      engine::pixels_to_codes(graph.input, std::span<const uint8_t>(dataset.pixels).subspan(i * pixels, pixels),
+                              carry_inputs.back());
+    }
   }
   auto cost = cost::analytical_cost(graph, mapping, arch, result.counters);
   std::optional<timing::SystemcTimingResult> systemc;
+  std::optional<timing::CarriedDataCheck> carry_check;
   if (timing_model == "systemc") {
     // Timing does not depend on data values: one image through the cycle-accurate model.
     timing_options.fabric = timing::fabric_options(arch);
+    std::unique_ptr<timing::GraphDataPath> datapath;
+    if (carry_data) {
+      datapath = std::make_unique<timing::GraphDataPath>(graph);
+      for (auto& in : carry_inputs) datapath->add_image(std::move(in));
+      timing_options.data = datapath.get();
+    }
     systemc = timing::run_systemc_timing(mapping::build_schedule(graph, mapping, arch), timing_options);
     cost::set_latency(cost, systemc->cycles_per_image, arch.clock_mhz);
+    if (datapath)
+      carry_check = timing::check_carried_data(*datapath, engine::FunctionalEngine(graph, arch.nonidealities, seed),
+                                               systemc->data_error);
   }
 
   report::RunInfo info{command_line, graph_file, arch_file, images_file, labels_file, threads};
@@ -299,6 +324,7 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
     rep["run"]["set"] = std::move(set);
   }
   rep["adc_override"] = adc_override.report;
+  if (carry_check) rep["carry_data"] = carry_check->to_json();
   const std::filesystem::path out = std::filesystem::path(vm["out"].as<std::string>()) / "report.json";
   report::write_file_atomically(out, rep.dump(2) + "\n");
   if (!quiet) {
@@ -307,6 +333,10 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
     std::cout << engine::adc_override_summary(adc_override.report);
     std::cout << fmt::format("report     {} (simulated {} images in {:.1f} s)\n", out.string(), result.images,
                              result.wall_seconds);
+  }
+  if (carry_check) {
+    (carry_check->ok() ? std::cout : std::cerr) << carry_check->summary() << "\n";
+    if (!carry_check->ok()) return 1;
   }
   return 0;
 }

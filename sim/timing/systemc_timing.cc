@@ -11,6 +11,7 @@
 #include <fstream>
 #include <systemc>
 
+#include "models/tile/layer_datapath.h"
 #include "models/tile/layer_pipeline.h"
 #include "sim/config/component_registry.h"
 
@@ -19,6 +20,41 @@ namespace imcsim::timing {
 const char* execution_name(Execution e) {
   return e == Execution::kPipelined ? "pipelined" : "layer_by_layer";
 }
+
+namespace {
+
+// Maps a pipeline's job index to (image, node) and forwards the stage events to the data path;
+// the first inconsistency is kept (an exception must not cross the SystemC kernel).
+class DataAdapter final : public DataHooks {
+ public:
+  DataAdapter(GraphDataPath& data, std::vector<std::pair<size_t, size_t>> job_to_image_node, std::string& error)
+      : data_(data), jobs_(std::move(job_to_image_node)), error_(error) {}
+  void fetched(size_t j, uint64_t p) override { run([&] { data_.fetched(jobs_[j].first, jobs_[j].second, p); }); }
+  void sampled(size_t j, uint64_t p, uint64_t t) override {
+    run([&] { data_.sampled(jobs_[j].first, jobs_[j].second, p, t); });
+  }
+  void converted(size_t j, uint64_t p, uint64_t t) override {
+    run([&] { data_.converted(jobs_[j].first, jobs_[j].second, p, t); });
+  }
+  void written(size_t j, uint64_t p) override { run([&] { data_.written(jobs_[j].first, jobs_[j].second, p); }); }
+  void digital(size_t j) override { run([&] { data_.digital(jobs_[j].first, jobs_[j].second); }); }
+
+ private:
+  template <typename F>
+  void run(F f) {
+    if (!error_.empty()) return;
+    try {
+      f();
+    } catch (const std::exception& e) {
+      error_ = e.what();
+    }
+  }
+  GraphDataPath& data_;
+  std::vector<std::pair<size_t, size_t>> jobs_;
+  std::string& error_;
+};
+
+}  // namespace
 
 FabricOptions fabric_options(const config::ArchConfig& arch) {
   FabricOptions f;
@@ -87,6 +123,29 @@ SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>&
       if (k > 0) stages[k]->set_upstream(stages[k - 1].get());
     }
   }
+  std::string data_error;
+  std::vector<std::unique_ptr<DataAdapter>> adapters;
+  if (options.data) {
+    if (options.data->image_count() < options.images)
+      throw TimingError(fmt::format("data-carrying mode: {} images streamed but the data path holds {}",
+                                    options.images, options.data->image_count()));
+    for (const auto& s : schedule)
+      if (s.is_imc && s.imc.positions != options.data->positions(s.node_index))
+        throw TimingError(fmt::format("data-carrying mode: node '{}' runs {} of its {} positions per pipeline "
+                                      "(weight replication): carry data without --replication",
+                                      s.node, s.imc.positions, options.data->positions(s.node_index)));
+    for (size_t k = 0; k < stages.size(); ++k) {
+      std::vector<std::pair<size_t, size_t>> jobs;
+      if (!pipelined) {
+        for (uint64_t image = 0; image < options.images; ++image)
+          for (const auto& s : schedule) jobs.emplace_back(image, s.node_index);
+      } else {
+        for (uint64_t image = 0; image < options.images; ++image) jobs.emplace_back(image, schedule[k].node_index);
+      }
+      adapters.push_back(std::make_unique<DataAdapter>(*options.data, std::move(jobs), data_error));
+      stages[k]->set_data_hooks(adapters.back().get());
+    }
+  }
   sc_core::sc_start();  // runs until no event is pending
   for (const auto& st : stages)
     if (!st->finished())
@@ -150,6 +209,7 @@ SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>&
   }
   r.analytical_latency_cycles = sum;
   r.analytical_interval_cycles = pipelined ? slowest : sum;
+  r.data_error = data_error;
   r.global_buffer_ports = options.fabric.global_buffer_ports;
   r.global_buffer_port_busy_cycles = fabric.global_buffer_port_busy_cycles();
   for (size_t l = 0; l < link_names.size(); ++l) r.links.push_back({link_names[l], fabric.link_busy_cycles()[l]});

@@ -62,8 +62,11 @@ struct SystemcTimingResult {
   uint32_t global_buffer_ports = 0;
   uint64_t global_buffer_port_busy_cycles = 0;  // summed over ports, all images
   std::vector<LinkUsage> links;                 // every link of the interconnect, by id
+  std::string data_error;                       // data-carrying mode: the first inconsistency
   double wall_seconds = 0;
 };
+
+class GraphDataPath;  // models/tile/layer_datapath.h
 
 struct SystemcTimingOptions {
   Execution execution = Execution::kLayerByLayer;
@@ -71,6 +74,10 @@ struct SystemcTimingOptions {
   std::string vcd_file;            // "" = no waveform; else written (".vcd" appended if missing)
   uint64_t trace_window_start = 0, trace_window_end = UINT64_MAX;
   FabricOptions fabric;
+  // Data-carrying mode: the pipeline stages carry image i's values (i < images; the data path
+  // holds `images` images) through `data`. Needs every layer's positions on one pipeline (no
+  // weight replication).
+  GraphDataPath* data = nullptr;
 };
 
 SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>& schedule,
