@@ -79,6 +79,8 @@ GraphDataPath::GraphDataPath(const graph::Graph& graph) : graph_(graph) {
     if (l->is_conv) {
       in_h = in_shape.dims[1], in_w = in_shape.dims[2];
       out_h = node.output_shape.dims[1], out_w = node.output_shape.dims[2];
+    } else if (l->tokens) {
+      out_h = in_shape.dims[0];  // one position per token
     }
     L->positions = out_h * out_w;
     L->gather.assign(size_t{L->positions} * L->K, -1);
@@ -95,7 +97,7 @@ GraphDataPath::GraphDataPath(const graph::Graph& graph) : graph_(graph) {
                 const int64_t x = int64_t{ox} * l->stride_w - l->pad_w + kx;
                 if (y >= 0 && y < in_h && x >= 0 && x < in_w) idx = static_cast<int32_t>((int64_t{c} * in_h + y) * in_w + x);
               } else {
-                idx = static_cast<int32_t>(c);
+                idx = static_cast<int32_t>(pos * l->in_channels + c);  // token pos (0 for a vector)
               }
               L->gather[pos * L->K + k] = idx;
             }
@@ -234,7 +236,8 @@ void GraphDataPath::written(size_t img, size_t node, uint64_t p) {
     throw DataPathError(fmt::format("node '{}': output vector {} written before it was computed", graph_.nodes[node].name, p));
   ImageTensors& im = images_.at(img);
   for (uint32_t n = 0; n < L.N; ++n) {
-    const size_t o = size_t{n} * L.positions + p;
+    // [N][positions]; a Linear on tokens writes tokens [T][N].
+    const size_t o = L.l->tokens ? size_t{p} * L.N + n : size_t{n} * L.positions + p;
     if (graph_.nodes[node].output_quant.is_float()) {
       im.values[node][o] = it->second.second[n];
     } else {

@@ -20,7 +20,10 @@ CarriedDataCheck check_carried_data(const GraphDataPath& data, const engine::Fun
       auto record = [&](size_t e, double got, double want) {
         ++c.mismatches;
         if (c.first_mismatches.size() >= 10) return;
-        CarriedMismatch m{img, node.name, P ? e % P : e, P ? e / P : 0, got, want};
+        const auto* imc = std::get_if<graph::ImcLayer>(&node.op);
+        const bool tokens = imc && imc->tokens;
+        const uint64_t N = imc ? imc->cols_n() : 1;
+        CarriedMismatch m{img, node.name, !P ? e : tokens ? e / N : e % P, !P ? 0 : tokens ? e % N : e / P, got, want};
         c.first_mismatches.push_back(std::move(m));
       };
       if (!node.output_quant.is_float()) {
