@@ -23,7 +23,8 @@ namespace {
 uint64_t now() { return static_cast<uint64_t>(sc_core::sc_time_stamp().to_seconds() * 1e9 + 0.5); }
 }  // namespace
 
-void ChipFabric::global_buffer_access(uint64_t n, uint64_t& stall, uint64_t& busy, std::string& state) {
+void ChipFabric::global_buffer_access(uint64_t n, uint64_t& stall, uint64_t& busy, std::string& state,
+                                      const std::function<void(bool)>& on_hold) {
   if (n == 0) return;
   const uint64_t t0 = now();
   if (ports_free_ == 0) {
@@ -33,7 +34,9 @@ void ChipFabric::global_buffer_access(uint64_t n, uint64_t& stall, uint64_t& bus
   }
   stall += now() - t0;
   --ports_free_;
+  if (on_hold) on_hold(true);
   sc_core::wait(cycles(n));
+  if (on_hold) on_hold(false);
   busy += n;
   gb_busy_ += n;
   ++ports_free_;
@@ -41,7 +44,7 @@ void ChipFabric::global_buffer_access(uint64_t n, uint64_t& stall, uint64_t& bus
 }
 
 void ChipFabric::link_transfer(const std::vector<uint32_t>& path, uint64_t n, uint64_t& stall, uint64_t& busy,
-                               std::string& state) {
+                               std::string& state, const std::function<void(bool)>& on_hold) {
   if (n == 0 || path.empty()) return;
   for (uint32_t l : path)
     if (l >= link_held_.size())
@@ -56,7 +59,9 @@ void ChipFabric::link_transfer(const std::vector<uint32_t>& path, uint64_t n, ui
   state.clear();
   stall += now() - t0;
   for (uint32_t l : path) link_held_[l] = true;
+  if (on_hold) on_hold(true);
   sc_core::wait(cycles(n));
+  if (on_hold) on_hold(false);
   for (uint32_t l : path) {
     link_held_[l] = false;
     link_busy_[l] += n;
@@ -87,6 +92,8 @@ LayerPipeline::LayerPipeline(sc_core::sc_module_name name, std::vector<PipelineJ
     sc_core::sc_trace(vcd_, sig_adc_busy_, "adc_busy");
     sc_core::sc_trace(vcd_, sig_bus_busy_, "bus_busy");
     sc_core::sc_trace(vcd_, sig_digital_busy_, "digital_busy");
+    sc_core::sc_trace(vcd_, sig_gb_busy_, "global_buffer_busy");
+    sc_core::sc_trace(vcd_, sig_link_busy_, "interconnect_busy");
   }
 }
 
@@ -177,9 +184,11 @@ void LayerPipeline::bus_transfer(uint64_t transfer_cycles, uint64_t& stall, uint
 
 void LayerPipeline::deliver_input(const PipelineJob& job, StageStats& st) {
   if (fabric_) {
-    fabric_->global_buffer_access(job.imc.gb_read_cycles, st.fetch_stall_gb, st.gb_busy, fetch_state_);
+    fabric_->global_buffer_access(job.imc.gb_read_cycles, st.fetch_stall_gb, st.gb_busy, fetch_state_,
+                                  [&](bool on) { set_signal(sig_gb_busy_, on); });
     const uint64_t before = st.link_busy;
-    fabric_->link_transfer(job.link_path_in, job.imc.link_in_cycles, st.fetch_stall_link, st.link_busy, fetch_state_);
+    fabric_->link_transfer(job.link_path_in, job.imc.link_in_cycles, st.fetch_stall_link, st.link_busy, fetch_state_,
+                           [&](bool on) { set_signal(sig_link_busy_, on); });
     st.link_hop_cycles += (st.link_busy - before) * job.link_path_in.size();
   }
   bus_transfer(job.imc.fetch_cycles, st.fetch_stall_bus, st.bus_busy, fetch_state_);
@@ -190,9 +199,10 @@ void LayerPipeline::deliver_output(const PipelineJob& job, StageStats& st) {
   if (fabric_) {
     const uint64_t before = st.link_busy;
     fabric_->link_transfer(job.link_path_out, job.imc.link_out_cycles, st.write_stall_link, st.link_busy,
-                           write_state_);
+                           write_state_, [&](bool on) { set_signal(sig_link_busy_, on); });
     st.link_hop_cycles += (st.link_busy - before) * job.link_path_out.size();
-    fabric_->global_buffer_access(job.imc.gb_write_cycles, st.write_stall_gb, st.gb_busy, write_state_);
+    fabric_->global_buffer_access(job.imc.gb_write_cycles, st.write_stall_gb, st.gb_busy, write_state_,
+                                  [&](bool on) { set_signal(sig_gb_busy_, on); });
   }
 }
 

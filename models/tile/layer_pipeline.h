@@ -8,6 +8,7 @@
 #include <systemc>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,10 +32,12 @@ class ChipFabric {
  public:
   ChipFabric(uint32_t global_buffer_ports, std::vector<std::string> link_names);
   // Blocks until a port is free, holds it for `cycles`; adds the wait to `stall`, the hold to `busy`.
-  void global_buffer_access(uint64_t cycles, uint64_t& stall, uint64_t& busy, std::string& state);
+  // `on_hold(true/false)` (optional) marks the start and end of the hold (waveforms).
+  void global_buffer_access(uint64_t cycles, uint64_t& stall, uint64_t& busy, std::string& state,
+                            const std::function<void(bool)>& on_hold = {});
   // Blocks until every link of `path` is free, holds them for `cycles`.
   void link_transfer(const std::vector<uint32_t>& path, uint64_t cycles, uint64_t& stall, uint64_t& busy,
-                     std::string& state);
+                     std::string& state, const std::function<void(bool)>& on_hold = {});
   const std::vector<uint64_t>& link_busy_cycles() const { return link_busy_; }
   const std::vector<std::string>& link_names() const { return link_names_; }
   uint64_t global_buffer_port_busy_cycles() const { return gb_busy_; }
@@ -155,7 +158,7 @@ class LayerPipeline : public sc_core::sc_module {
   std::string controller_state_, fetch_state_, array_state_, adc_state_, write_state_;
 
   sc_core::sc_signal<bool, sc_core::SC_MANY_WRITERS> sig_array_read_, sig_adc_busy_, sig_bus_busy_,
-      sig_digital_busy_;
+      sig_digital_busy_, sig_gb_busy_, sig_link_busy_;
   sc_core::sc_signal<int, sc_core::SC_MANY_WRITERS> sig_job_;
 };
 

@@ -53,6 +53,8 @@ TEST(WorkloadTiming, SystemcEqualsAnalyticalWithoutContention) {
   std::ifstream f(vcd);
   const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("adc_busy"), std::string::npos);
+  EXPECT_NE(text.find("interconnect_busy"), std::string::npos);
+  EXPECT_NE(text.find("global_buffer_busy"), std::string::npos);
   EXPECT_NE(text.find("$enddefinitions"), std::string::npos);
   fs::remove(vcd);
 }
