@@ -139,9 +139,16 @@ json build_report(const RunInfo& info, const graph::Graph& g, const config::Arch
 
   // Energy.
   json en_nodes = json::array();
-  for (const auto& n : c.nodes) {
+  const double leakage_mw = cost::sum(c.leakage_power_mw_by_component);
+  for (size_t i = 0; i < c.nodes.size(); ++i) {
+    const auto& n = c.nodes[i];
     const auto& e = n.events;
+    // Static energy while this node runs (its own cycles per image: SystemC's when it ran).
+    const uint64_t node_cycles = sc ? sc->nodes[i].cycles / sc->images : n.cycles;
+    const double node_ns = double(node_cycles) * 1000.0 / arch.clock_mhz;
     en_nodes.push_back({{"node", n.node}, {"op", n.op}, {"pj", cost::sum(n.energy_pj)},
+                        {"leakage_pj", leakage_mw * node_ns},
+                        {"fixed_blocks_pj", c.static_power_mw * node_ns},
                         {"by_component_pj", per_component(n.energy_pj)},
                         {"events", {{"adc_conversions", e.adc_conversions},
                                     {"dac_row_drives", e.dac_row_drives},

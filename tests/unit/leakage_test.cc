@@ -10,6 +10,7 @@
 #include "sim/cost/peak.h"
 #include "sim/graph/graph_loader.h"
 #include "sim/mapping/mapping.h"
+#include "tests/support/cli_runner.h"
 
 using namespace imcsim;
 using nlohmann::json;
@@ -52,4 +53,29 @@ TEST(Leakage, PowerOfTheUsedInstancesTimesLatency) {
   EXPECT_NEAR(peak.tile_power_mw - peak0.tile_power_mw, 96 * 0.001, 1e-9);
   EXPECT_NEAR(peak.interconnect_power_mw - peak0.interconnect_power_mw, 0.5, 1e-9);
   EXPECT_NEAR(peak.global_buffer_power_mw - peak0.global_buffer_power_mw, 1048576 * 1e-6, 1e-9);
+}
+
+// The report: leakage per component class and per node (static power x the node's SystemC
+// cycles); layer by layer the nodes' leakage sums to the run's.
+class LeakageReport : public testing_support::TempDirTest {};
+
+TEST_F(LeakageReport, PerNodeLeakageSumsToTheRunsLeakage) {
+  const std::string root = IMCSIM_SOURCE_DIR;
+  const auto r = testing_support::run_imcsim(
+      {"run", "--timing-only", "--graph", root + "/workloads/fmnist_cnn/fmnist_cnn.imcg", "--arch",
+       root + "/arch_configs/default.json", "--set", "components.adc.leakage_mw=0.001", "-q", "--out",
+       (dir / "out").string()},
+      dir);
+  ASSERT_TRUE(r.exited && r.exit_code == 0) << r.err;
+  const auto rep = json::parse(testing_support::slurp_file(dir / "out" / "report.json"));
+  const auto& e = rep["energy"];
+  const double ns = rep["latency"]["ns_per_image"].get<double>();
+  EXPECT_NEAR(e["leakage_power_mw_by_component"]["adc"].get<double>(), 4 * 96 * 0.001, 1e-12);
+  EXPECT_NEAR(e["leakage_by_component_pj"]["adc"].get<double>(), 0.384 * ns, 1e-6 * ns);
+  double nodes = 0;
+  for (const auto& n : e["per_node"]) nodes += n["leakage_pj"].get<double>();
+  EXPECT_NEAR(nodes, 0.384 * ns, 1e-6 * ns);
+  EXPECT_NEAR(e["by_component_pj"]["adc"].get<double>(),
+              e["dynamic_by_component_pj"]["adc"].get<double>() + e["leakage_by_component_pj"]["adc"].get<double>(),
+              1e-6);
 }
