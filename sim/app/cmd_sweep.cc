@@ -132,7 +132,7 @@ std::optional<ojson> finished_row(const sweep::SweepSpec& spec, const fs::path& 
 void write_outputs(const sweep::SweepSpec& spec, const fs::path& out, const std::string& stem,
                    std::vector<ojson> rows, const std::vector<std::string>& missing) {
   const auto objectives = spec.objectives.empty() ? sweep::default_objectives(spec) : spec.objectives;
-  sweep::mark_pareto(rows, objectives);
+  sweep::mark_pareto(rows, objectives, spec.pareto_group);
   report::write_file_atomically(out / (stem + ".csv"), sweep::rows_csv(rows));
   report::write_file_atomically(out / (stem + ".json"),
                                 sweep::rows_document(spec, objectives, rows, missing).dump(2) + "\n");
@@ -200,6 +200,8 @@ static int cmd_sweep_impl(const std::vector<std::string>& args) {
       ("objectives", po::value<std::string>(),
        "Pareto objectives, e.g. accuracy:max,energy:min,latency:min (default: those three; accuracy only "
        "when images are measured)")
+      ("pareto-group", po::value<std::string>(),
+       "KEY[,KEY]: one Pareto front per value of these swept keys (e.g. graph: one front per network)")
       ("jobs,j", po::value<unsigned>()->default_value(0), "points run at once (0 = one per core)")
       ("run-threads", po::value<unsigned>()->default_value(0), "threads of each run (0 = cores / jobs, at least 1)")
       ("shard", po::value<std::string>(), "I/N: run only points with index % N == I (0-based); auto: from Slurm / MPI")
@@ -237,6 +239,20 @@ static int cmd_sweep_impl(const std::vector<std::string>& args) {
     }
   }
   if (vm.count("objectives")) spec.objectives = sweep::parse_objectives(vm["objectives"].as<std::string>());
+  if (vm.count("pareto-group")) {
+    spec.pareto_group.clear();
+    const std::string text = vm["pareto-group"].as<std::string>();
+    for (size_t start = 0;;) {
+      const size_t comma = text.find(',', start);
+      try {
+        spec.pareto_group.push_back(sweep::canonical_key(text.substr(start, comma == std::string::npos ? comma : comma - start), true));
+      } catch (const sweep::SpecError& e) {
+        throw sweep::SpecError(fmt::format("--pareto-group {}", e.what()));
+      }
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
   if (vm.count("set")) {
     for (const auto& text : vm["set"].as<std::vector<std::string>>()) {
       auto axis = sweep::parse_axis_arg(text);

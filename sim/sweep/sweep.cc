@@ -195,7 +195,7 @@ std::vector<Setting> Axis::settings_of(const json& value) const {
 
 SweepSpec parse_spec(const json& j, const std::string& source) {
   check_keys(j, source, "", {"description", "graph", "arch", "images", "dataset_dir", "mode", "samples", "seed",
-                             "axes", "objectives"});
+                             "axes", "objectives", "pareto_group"});
   SweepSpec s;
   auto str = [&](const char* k, std::string& out) {
     if (!j.contains(k)) return;
@@ -242,6 +242,18 @@ SweepSpec parse_spec(const json& j, const std::string& source) {
       }
     }
   }
+  if (j.contains("pareto_group")) {
+    const json& g = j["pareto_group"];
+    if (!g.is_array()) fail(source, "/pareto_group", "expected an array of swept keys such as [\"graph\"]");
+    for (size_t i = 0; i < g.size(); ++i) {
+      if (!g[i].is_string()) fail(source, fmt::format("/pareto_group/{}", i), "expected a key string");
+      try {
+        s.pareto_group.push_back(canonical_key(g[i].get<std::string>(), true));
+      } catch (const SpecError& e) {
+        fail(source, fmt::format("/pareto_group/{}", i), e.what());
+      }
+    }
+  }
   return s;
 }
 
@@ -284,6 +296,7 @@ json spec_json(const SweepSpec& s) {
             {"axes", axes},
             {"objectives", objectives}};
   if (s.random) j["samples"] = s.samples;
+  if (!s.pareto_group.empty()) j["pareto_group"] = s.pareto_group;
   return j;
 }
 
@@ -399,7 +412,8 @@ void check_spec(const SweepSpec& spec) {
   for (const auto& o : spec.objectives)
     if (o.column == "accuracy_top1" && spec.images == 0)
       throw SpecError("objectives: accuracy needs measured images (--images N or \"all\"); this sweep is timing only");
-  if (spec.objectives.empty() && default_objectives(spec).empty()) throw SpecError("objectives: none");
+  for (const auto& g : spec.pareto_group)
+    if (!seen.count(g)) throw SpecError(fmt::format("pareto_group: {} is not a swept key", g));
 }
 
 uint64_t fnv1a64(std::string_view bytes) {
@@ -645,7 +659,14 @@ ojson result_row(const SweepSpec& spec, const Point& point, const json& rep) {
   return row;
 }
 
-size_t mark_pareto(std::vector<ojson>& rows, const std::vector<Objective>& objectives) {
+size_t mark_pareto(std::vector<ojson>& rows, const std::vector<Objective>& objectives,
+                   const std::vector<std::string>& group) {
+  std::vector<std::string> group_of(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i)
+    for (const auto& g : group) {
+      const auto it = rows[i].find(g);
+      group_of[i] += (it == rows[i].end() ? std::string("null") : it->dump()) + "\x1f";
+    }
   std::vector<std::vector<double>> v(rows.size());
   std::vector<bool> valid(rows.size(), true);
   for (size_t i = 0; i < rows.size(); ++i) {
@@ -663,7 +684,7 @@ size_t mark_pareto(std::vector<ojson>& rows, const std::vector<Objective>& objec
   for (size_t i = 0; i < rows.size(); ++i) {
     bool dominated = !valid[i];
     for (size_t j = 0; j < rows.size() && !dominated; ++j) {
-      if (j == i || !valid[j]) continue;
+      if (j == i || !valid[j] || group_of[j] != group_of[i]) continue;
       bool no_worse = true, better = false;
       for (size_t k = 0; k < objectives.size(); ++k) {
         if (v[j][k] > v[i][k]) no_worse = false;
@@ -718,6 +739,7 @@ ojson rows_document(const SweepSpec& spec, const std::vector<Objective>& objecti
   doc["sweep_format"] = 1;
   doc["spec"] = ojson::parse(spec_json(spec).dump());
   doc["objectives"] = obj;
+  doc["pareto_group"] = spec.pareto_group;
   doc["points"] = rows;
   doc["pareto_keys"] = front;
   doc["missing"] = missing_keys;

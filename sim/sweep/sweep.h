@@ -47,6 +47,9 @@ struct SweepSpec {
   uint64_t seed = 0;     // random: the draw's seed
   std::vector<Axis> axes;
   std::vector<Objective> objectives;  // empty: the defaults (default_objectives)
+  // Swept keys whose values split the rows into groups with a Pareto front each (e.g. "graph":
+  // one front per network). Empty: one front over all rows.
+  std::vector<std::string> pareto_group;
 };
 
 // Parses a sweep file's JSON. `source` (the file) prefixes errors: "FILE: /axes/1/values: ...".
@@ -66,7 +69,8 @@ std::vector<Objective> parse_objectives(const std::string& text);
 std::vector<Objective> default_objectives(const SweepSpec& spec);
 
 // Checks the spec as a whole: at least one axis, no key twice, each axis non-empty, random
-// needs samples >= 1, objectives name known columns (accuracy needs images). Throws SpecError.
+// needs samples >= 1, objectives name known columns (accuracy needs images), pareto_group names
+// swept keys. Throws SpecError.
 void check_spec(const SweepSpec& spec);
 
 struct Point {
@@ -116,9 +120,11 @@ std::string run_command(const SweepSpec& spec, const Point& point);
 // adc_saturation_rate, command.
 nlohmann::ordered_json result_row(const SweepSpec& spec, const Point& point, const nlohmann::json& report);
 
-// Marks "pareto": true/false on each row: not dominated by any other row in the objectives
-// (rows with a null objective are never on the front). Returns how many are on the front.
-size_t mark_pareto(std::vector<nlohmann::ordered_json>& rows, const std::vector<Objective>& objectives);
+// Marks "pareto": true/false on each row: not dominated by any other row (of the same group:
+// equal values in every `group` column) in the objectives (rows with a null objective are never
+// on the front). Returns how many are on the front.
+size_t mark_pareto(std::vector<nlohmann::ordered_json>& rows, const std::vector<Objective>& objectives,
+                   const std::vector<std::string>& group = {});
 
 // CSV (header = the first row's columns, RFC 4180 quoting) and the JSON document
 // {"spec", "objectives", "points": rows, "pareto_keys", "missing"}.

@@ -164,7 +164,9 @@ TEST(SweepSpec, ErrorsNameTheField) {
             "s.json: /axes/0/range: empty range: from 8 > to 3");
   EXPECT_EQ(spec_error(R"({"axis": []})"),
             "s.json: /axis: unknown key (expected one of: arch, axes, dataset_dir, description, graph, images, mode, "
-            "objectives, samples, seed)");
+            "objectives, pareto_group, samples, seed)");
+  EXPECT_EQ(spec_error(R"({"pareto_group": ["graph"], "axes": [{"key": "/adc/bits", "values": [3]}]})"),
+            "pareto_group: graph is not a swept key");
   EXPECT_EQ(spec_error(R"({"axes": [{"key": "/adc/bits", "vals": [1]}]})"),
             "s.json: /axes/0/vals: unknown key (expected one of: integer, key, keys, log, max, min, range, values)");
   EXPECT_EQ(spec_error(R"({"axes": [{"key": "graph.adc_bitz", "values": [1]}]})"),
@@ -394,6 +396,35 @@ TEST(SweepPareto, HandMadeRows) {
   rows.back()["latency_ns"] = 50.0;
   EXPECT_EQ(mark_pareto(rows, {{"accuracy_top1", true}, {"energy_pj", false}, {"latency_ns", false}}), 4u);
   EXPECT_TRUE(rows.back()["pareto"].get<bool>());
+}
+
+TEST(SweepPareto, OneFrontPerGroup) {
+  // Two networks: net b's points are all worse than net a's, but b has its own front.
+  std::vector<ojson> rows;
+  auto row = [](const char* k, const char* net, double acc, double e) {
+    ojson r;
+    r["key"] = k;
+    r["graph"] = net;
+    r["accuracy_top1"] = acc;
+    r["energy_pj"] = e;
+    return r;
+  };
+  rows.push_back(row("a1", "a", 0.9, 10));
+  rows.push_back(row("a2", "a", 0.8, 20));  // dominated by a1
+  rows.push_back(row("b1", "b", 0.5, 30));
+  rows.push_back(row("b2", "b", 0.6, 40));
+  rows.push_back(row("b3", "b", 0.4, 50));  // dominated by b1
+  const std::vector<Objective> obj = {{"accuracy_top1", true}, {"energy_pj", false}};
+  EXPECT_EQ(mark_pareto(rows, obj), 1u);  // one front: a1 dominates every b
+  EXPECT_EQ(mark_pareto(rows, obj, {"graph"}), 3u);
+  std::string front;
+  for (const auto& r : rows)
+    if (r["pareto"].get<bool>()) front += r["key"].get<std::string>();
+  EXPECT_EQ(front, "a1b1b2");
+  // The spec carries the grouping through its JSON.
+  SweepSpec s = parse_spec(json::parse(R"({"pareto_group": ["graph"], "axes": [{"key": "graph", "values": ["x"]}]})"), "s");
+  EXPECT_EQ(s.pareto_group, std::vector<std::string>{"graph"});
+  EXPECT_EQ(parse_spec(spec_json(s), "back").pareto_group, s.pareto_group);
 }
 
 TEST(SweepOutput, CsvQuoting) {
