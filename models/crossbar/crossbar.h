@@ -42,6 +42,8 @@ class ProgrammedCrossbar {
   int16_t cell(uint32_t k, uint32_t s, uint32_t n) const {
     return cells_[(static_cast<size_t>(k) * slices_.size() + s) * n_cols_ + n];
   }
+  // All cells, [k][s][n].
+  std::span<const int16_t> cells() const { return cells_; }
 
   // Partial sums of tile g for one input group: psum[s * N + n] = sum_k u[k] * cell(k, s, n).
   // `group_values` holds u_t[k] for all K rows; psum must have S*N entries.

@@ -284,6 +284,8 @@ class NonidealCrossbar {
   // Effective value of cell (k, s, n): a level (integer cells) or 2^-16 units (fixed point);
   // for DIFFERENTIAL_ANALOG the W+ cell minus the W- cell.
   int64_t cell(uint32_t k, uint32_t s, uint32_t n) const;
+  // Integer cells: all levels, [k][s][n] (empty for fixed-point cells).
+  std::span<const int16_t> levels() const { return levels_; }
   // Count of physical cells stuck at 0 and at the top level (for reports and tests).
   uint64_t stuck_at_zero() const { return stuck_zero_; }
   uint64_t stuck_at_max() const { return stuck_max_; }

@@ -41,6 +41,17 @@ namespace {
 
 constexpr size_t kMaxLutEntries = size_t{1} << 22;  // ADC lookup tables up to 32 MiB per layer
 
+// An ADC lookup table packed for the fused kernel: value_fx * 2 + saturated; empty if a value
+// does not fit in 62 bits.
+std::vector<int64_t> pack_adc_lut(const std::vector<int64_t>& value, const std::vector<uint8_t>& saturated) {
+  std::vector<int64_t> packed(value.size());
+  for (size_t i = 0; i < value.size(); ++i) {
+    if (value[i] >= (int64_t{1} << 61) || value[i] < -(int64_t{1} << 61)) return {};
+    packed[i] = value[i] * 2 + saturated[i];
+  }
+  return packed;
+}
+
 // Output (real) value to the node's representation: codes, or kept as float.
 inline double relu_if(double y, Activation a) { return a == Activation::kRelu ? std::max(y, 0.0) : y; }
 
@@ -83,8 +94,15 @@ struct FunctionalEngine::ImcPlan {
     size_t lut_size = 0;
     std::vector<int64_t> lut_value;
     std::vector<uint8_t> lut_saturated;
+    std::vector<int64_t> fast_lut;  // the same table packed for the fused kernel (empty: none)
   };
   std::unique_ptr<Nonideal> nonideal;
+
+  // Fast kernels (docs/fast_kernels.md): bit planes of the integer cells (null on the reference
+  // path or with fixed-point cells) and the ADC table packed as value_fx * 2 + saturated (empty:
+  // no fused kernel).
+  std::unique_ptr<kernels::BitPlaneCrossbar> fast;
+  std::vector<int64_t> fast_lut;
 
   ImcPlan(const ImcLayer& l, kernels::ProgrammedCrossbar xbar) : layer(&l), crossbar(std::move(xbar)) {}
 
@@ -93,8 +111,9 @@ struct FunctionalEngine::ImcPlan {
   }
 };
 
-FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSpec& nonideal, uint64_t seed)
-    : graph_(graph), nonideal_(nonideal), seed_(seed) {
+FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSpec& nonideal, uint64_t seed,
+                                   std::optional<kernels::KernelPath> kernel)
+    : graph_(graph), nonideal_(nonideal), seed_(seed), kernel_(kernels::select_kernel_path(kernel)) {
   if (const std::string problem = kernels::validate_nonideal_spec(nonideal); !problem.empty())
     throw std::invalid_argument("non-idealities: " + problem);
   if (graph.shape_only)
@@ -230,6 +249,22 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
       }
       plan->nonideal = std::move(ni);
     }
+    if (kernel_ != kernels::KernelPath::kReference) {
+      // Bit planes of the integer cells the layer computes with (the programmed chip's levels
+      // under stuck-at faults); fixed-point cells (conductance variation) keep the reference path.
+      const kernels::NonidealCrossbar* nx = plan->nonideal ? plan->nonideal->crossbar.get() : nullptr;
+      if (!nx || nx->integer_cells()) {
+        plan->fast = std::make_unique<kernels::BitPlaneCrossbar>(
+            nx ? nx->levels() : plan->crossbar.cells(), K, N, slices, plan->crossbar.tiles(), plan->groups,
+            plan->input_bits, kernel_);
+        if (plan->nonideal) {
+          // (Both tables cover every reachable partial sum, like the reference's lookups.)
+          if (plan->nonideal->use_lut) plan->nonideal->fast_lut = pack_adc_lut(plan->nonideal->lut_value, plan->nonideal->lut_saturated);
+        } else if (plan->use_lut) {
+          plan->fast_lut = pack_adc_lut(plan->lut_value, plan->lut_saturated);
+        }
+      }
+    }
     plans_[i] = std::move(plan);
   }
 }
@@ -251,10 +286,89 @@ FunctionalEngine::ImcShape FunctionalEngine::imc_shape(size_t node_index) const 
 
 namespace {
 
+// The fused fast kernel (docs/fast_kernels.md): output positions in batches of kBatch, split
+// over `threads` threads; per batch the inputs are packed into bit planes, then partial sums,
+// ADC (packed lookup table) and shift-add run in one pass per (tile, slice). Same results and
+// counters as run_imc / run_imc_nonideal with a lookup table.
+void run_imc_fused(const FunctionalEngine::ImcShape& shape, const auto& plan, const Node& node,
+                   std::span<const int32_t> in, std::vector<int32_t>& out_codes, std::vector<double>& out_values,
+                   ImcNodeCounters* counters, const kernels::PackedAdcLut& lut, unsigned threads) {
+  const ImcLayer& l = *plan.layer;
+  const kernels::BitPlaneCrossbar& fast = *plan.fast;
+  const uint32_t K = shape.rows_k, N = shape.cols_n, G = shape.tiles, P = plan.positions;
+  const bool float_out = node.output_quant.is_float();
+  if (float_out) out_values.assign(size_t{N} * P, 0.0);
+  else out_codes.assign(size_t{N} * P, 0);
+  constexpr uint32_t kBatch = 16;
+  const size_t words = fast.input_words();
+  threads = std::max(1u, std::min<unsigned>(threads, P));
+  const uint32_t per_thread = (P + threads - 1) / threads;
+  std::vector<kernels::FastStats> stats(threads);
+  std::vector<uint64_t> drives(threads, 0);
+  auto work = [&](unsigned w) {
+    std::vector<int32_t> xs(K);
+    std::vector<uint64_t> u(kBatch * words);
+    std::vector<uint32_t> nz(size_t{kBatch} * G);
+    std::vector<int64_t> acc(size_t{kBatch} * N), xsum(kBatch);
+    const uint32_t begin = std::min(P, w * per_thread), end = std::min(P, begin + per_thread);
+    for (uint32_t p0 = begin; p0 < end; p0 += kBatch) {
+      const uint32_t nb = std::min(kBatch, end - p0);
+      for (uint32_t b = 0; b < nb; ++b) {
+        const int32_t* gather = plan.gather.data() + size_t{p0 + b} * K;
+        int64_t sum = 0;
+        for (uint32_t k = 0; k < K; ++k) {
+          const int32_t x = gather[k] < 0 ? plan.input_zero_point : in[static_cast<size_t>(gather[k])];
+          xs[k] = x - static_cast<int32_t>(l.ashift_offset);
+          sum += xs[k];
+        }
+        xsum[b] = sum;
+        drives[w] += fast.pack_inputs(xs.data(), u.data() + b * words, nz.data() + size_t{b} * G);
+      }
+      std::fill(acc.begin(), acc.begin() + size_t{nb} * N, 0);
+      fast.accumulate(u.data(), nz.data(), nb, lut, acc.data(), counters ? &stats[w] : nullptr);
+      for (uint32_t b = 0; b < nb; ++b) {
+        const uint32_t pos = p0 + b;
+        for (uint32_t n = 0; n < N; ++n) {
+          const int64_t a = acc[size_t{b} * N + n] + plan.column_correction_fx[n] - plan.offset_correction_fx * xsum[b];
+          const double y = relu_if(static_cast<double>(a) * plan.multiplier[n] + l.bias[n], l.activation);
+          const size_t o = size_t{n} * P + pos;
+          if (float_out) out_values[o] = y;
+          else
+            out_codes[o] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
+                                               node.output_quant.bits);
+        }
+      }
+    }
+  };
+  if (threads == 1) {
+    work(0);
+  } else {
+    std::vector<std::thread> pool;
+    for (unsigned w = 0; w < threads; ++w) pool.emplace_back(work, w);
+    for (auto& t : pool) t.join();
+  }
+  if (counters) {
+    counters->images += 1;
+    for (unsigned w = 0; w < threads; ++w) {
+      counters->row_drives += drives[w];
+      counters->adc_saturations += stats[w].saturations;
+      counters->psum_min = std::min(counters->psum_min, stats[w].psum_min);
+      counters->psum_max = std::max(counters->psum_max, stats[w].psum_max);
+    }
+    counters->adc_conversions += uint64_t{P} * G * shape.slices * shape.groups * N;
+  }
+}
+
 // Shared state of one IMC layer evaluation: runs all positions of one image.
 void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const Node& node,
              std::span<const int32_t> in, std::vector<int32_t>& out_codes, std::vector<double>& out_values,
-             ImcNodeCounters* counters, NodeTrace* trace, PsumObserver* observer, size_t node_index) {
+             ImcNodeCounters* counters, NodeTrace* trace, PsumObserver* observer, size_t node_index,
+             unsigned threads) {
+  if (plan.fast && !plan.fast_lut.empty() && !trace && !observer)
+    return run_imc_fused(shape, plan, node, in, out_codes, out_values, counters,
+                         kernels::PackedAdcLut{plan.fast_lut.data(), plan.lut_min, plan.lut_size,
+                                               plan.layer->adc.granularity},
+                         threads);
   const ImcLayer& l = *plan.layer;
   const uint32_t K = shape.rows_k, N = shape.cols_n, S = shape.slices, T = shape.groups, G = shape.tiles;
   const auto& adc = l.adc;
@@ -265,6 +379,8 @@ void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const No
   std::vector<int32_t> xs(K);
   std::vector<uint16_t> u(size_t{T} * K);
   std::vector<int32_t> psum(size_t{S} * N);
+  std::vector<uint64_t> words(plan.fast ? plan.fast->input_words() : 0);  // bit planes (fast kernels)
+  std::vector<uint32_t> nonzero(G);
   std::vector<int64_t> acc(N);
   std::vector<int64_t> trace_psums, trace_codes;  // [G][S][T][N] of one position (trace only)
   if (trace) {
@@ -285,6 +401,7 @@ void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const No
     for (uint32_t t = 0; t < T; ++t)
       for (uint32_t k = 0; k < K; ++k)
         u[size_t{t} * K + k] = static_cast<uint16_t>(kernels::group_value(xs[k], plan.input_bits, plan.groups[t]));
+    if (plan.fast) plan.fast->pack_inputs(xs.data(), words.data(), nonzero.data());
     std::fill(acc.begin(), acc.end(), 0);
     for (uint32_t g = 0; g < G; ++g) {
       const auto& tile = plan.crossbar.tiles()[g];
@@ -292,7 +409,8 @@ void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const No
         const uint16_t* ut = u.data() + size_t{t} * K;
         if (counters)
           for (uint32_t k = tile.row_begin; k < tile.row_end; ++k) row_drives += ut[k] != 0;
-        plan.crossbar.partial_sums(g, std::span<const uint16_t>(ut, K), psum);
+        if (plan.fast) plan.fast->partial_sums(words.data(), g, t, psum.data());
+        else plan.crossbar.partial_sums(g, std::span<const uint16_t>(ut, K), psum);
         for (uint32_t s = 0; s < S; ++s) {
           const int64_t w = plan.shift_weight[size_t{s} * T + t];
           const int32_t* ps = psum.data() + size_t{s} * N;
@@ -359,9 +477,15 @@ void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const No
 void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan, const Node& node,
                       std::span<const int32_t> in, std::vector<int32_t>& out_codes, std::vector<double>& out_values,
                       ImcNodeCounters* counters, NodeTrace* trace, PsumObserver* observer, size_t node_index,
-                      uint64_t image_index) {
+                      uint64_t image_index, unsigned threads) {
   const ImcLayer& l = *plan.layer;
   const auto& ni = *plan.nonideal;
+  // The fused kernel with the table through curve and analog ADC; the partial-sum range the
+  // counters record is after the curve, so with a curve only without counters.
+  if (plan.fast && !ni.fast_lut.empty() && !trace && !observer && (!ni.curve || !counters))
+    return run_imc_fused(shape, plan, node, in, out_codes, out_values, counters,
+                         kernels::PackedAdcLut{ni.fast_lut.data(), ni.lut_min, ni.lut_size, l.adc.granularity},
+                         threads);
   const kernels::NonidealCrossbar& xbar = *ni.crossbar;
   const uint32_t K = shape.rows_k, N = shape.cols_n, S = shape.slices, T = shape.groups, G = shape.tiles;
   const auto& adc = l.adc;
@@ -377,6 +501,8 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
   std::vector<int32_t> xs(K);
   std::vector<uint16_t> u(size_t{T} * K);
   std::vector<int32_t> psum(integer || ni.fx32 ? size_t{S} * N : 0);
+  std::vector<uint64_t> words(plan.fast ? plan.fast->input_words() : 0);  // bit planes (fast kernels)
+  std::vector<uint32_t> nonzero(G);
   std::vector<int64_t> psum_fx(integer || ni.fx32 ? 0 : size_t{S} * N);
   std::vector<int64_t> analog(N), values(N), noise_fx(noise ? size_t{G} * S * T * N : 0);
   constexpr int64_t kFxOne = int64_t{1} << kernels::kAnalogFracBits;
@@ -401,6 +527,7 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
     for (uint32_t t = 0; t < T; ++t)
       for (uint32_t k = 0; k < K; ++k)
         u[size_t{t} * K + k] = static_cast<uint16_t>(kernels::group_value(xs[k], plan.input_bits, plan.groups[t]));
+    if (plan.fast) plan.fast->pack_inputs(xs.data(), words.data(), nonzero.data());
     std::fill(acc.begin(), acc.end(), 0);
     // Noise of every conversion of this position: element ((pos*G + g)*S + s)*T + t)*N + n, the
     // conversion's index in the canonical [P][G][S][T][N] order.
@@ -412,7 +539,8 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
         const uint16_t* ut = u.data() + size_t{t} * K;
         if (counters)
           for (uint32_t k = tile.row_begin; k < tile.row_end; ++k) row_drives += ut[k] != 0;
-        if (integer) xbar.partial_sums(g, std::span<const uint16_t>(ut, K), psum);
+        if (integer && plan.fast) plan.fast->partial_sums(words.data(), g, t, psum.data());
+        else if (integer) xbar.partial_sums(g, std::span<const uint16_t>(ut, K), psum);
         else if (ni.fx32) xbar.partial_sums_fx32(g, std::span<const uint16_t>(ut, K), psum);
         else xbar.partial_sums_fx(g, std::span<const uint16_t>(ut, K), psum_fx);
         for (uint32_t s = 0; s < S; ++s) {
@@ -565,11 +693,11 @@ InferenceResult FunctionalEngine::infer(std::span<const int32_t> input_codes, En
     if (plans_[i] && plans_[i]->nonideal) {
       run_imc_nonideal(imc_shape(i), *plans_[i], node, in, out, values,
                        counters ? &counters->per_node[i] : nullptr, traces ? &(*traces)[i] : nullptr, observer, i,
-                       image_index);
+                       image_index, image_threads_);
       transpose_token_output(*plans_[i], out, values);
     } else if (plans_[i]) {
       run_imc(imc_shape(i), *plans_[i], node, in, out, values, counters ? &counters->per_node[i] : nullptr,
-              traces ? &(*traces)[i] : nullptr, observer, i);
+              traces ? &(*traces)[i] : nullptr, observer, i, image_threads_);
       transpose_token_output(*plans_[i], out, values);
     } else if (run_digital_node(graph_, node, ins, out, values)) {
       // digital-unit operations: sim/engine/digital_nodes.cc

@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
+#include "models/crossbar/fast_mvm.h"
 #include "models/crossbar/nonideal.h"
 #include "models/digital/requant.h"
 #include "sim/graph/graph.h"
@@ -60,9 +62,12 @@ struct EngineCounters {
 class FunctionalEngine {
  public:
   // `nonideal` (off by default) and `seed` select the analog non-idealities and the programmed
-  // chip (docs/SEMANTICS.md step 5); with none active the engine is the ideal one.
+  // chip (docs/SEMANTICS.md step 5); with none active the engine is the ideal one. `kernel`
+  // picks the IMC-layer kernels (docs/fast_kernels.md); unset = kernels::select_kernel_path()
+  // (IMCSIM_KERNEL, else native if the CPU has it, else portable). Every path gives the same
+  // results bit for bit.
   explicit FunctionalEngine(const graph::Graph& graph, const kernels::NonidealSpec& nonideal = {},
-                            uint64_t seed = 0);
+                            uint64_t seed = 0, std::optional<kernels::KernelPath> kernel = std::nullopt);
   ~FunctionalEngine();
   FunctionalEngine(const FunctionalEngine&) = delete;
   FunctionalEngine& operator=(const FunctionalEngine&) = delete;
@@ -70,6 +75,10 @@ class FunctionalEngine {
   const graph::Graph& graph() const { return graph_; }
   const kernels::NonidealSpec& nonideal() const { return nonideal_; }
   uint64_t seed() const { return seed_; }
+  kernels::KernelPath kernel_path() const { return kernel_; }
+  // Threads that share the output positions of one IMC layer within one image (default 1; for
+  // single-image runs of large networks: run_dataset parallelises over images instead).
+  void set_image_threads(unsigned threads) { image_threads_ = threads ? threads : 1; }
 
   // Runs one image of input codes (C*H*W values). `counters` (sized by the engine if empty) and
   // `traces` (one per node) are optional. `image_index` (the dataset index) keys the ADC noise.
@@ -92,6 +101,8 @@ class FunctionalEngine {
   const graph::Graph& graph_;
   kernels::NonidealSpec nonideal_;
   uint64_t seed_ = 0;
+  kernels::KernelPath kernel_ = kernels::KernelPath::kReference;
+  unsigned image_threads_ = 1;
   std::vector<std::unique_ptr<ImcPlan>> plans_;  // per node; null for non-IMC nodes
 };
 

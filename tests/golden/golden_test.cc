@@ -57,11 +57,20 @@ TEST(GoldenWorkloads, AtLeastTwoAdcSettingsAreCovered) {
   EXPECT_GE(settings.size(), 2u);
 }
 
+// Every kernel path this machine runs (docs/fast_kernels.md).
+std::vector<kernels::KernelPath> kernel_paths() {
+  std::vector<kernels::KernelPath> paths{kernels::KernelPath::kReference, kernels::KernelPath::kPortable};
+  if (kernels::native_kernels_supported()) paths.push_back(kernels::KernelPath::kNative);
+  return paths;
+}
+
 TEST_P(GoldenTest, EngineMatchesPythonReferenceBitExactly) {
   const graph::Graph g = graph::load_graph(GetParam());
   if (g.shape_only) GTEST_SKIP() << "shape-only workload: no values to compare";
   ASSERT_FALSE(g.golden.empty());
-  const engine::FunctionalEngine engine(g);
+  for (const auto path : kernel_paths()) {
+  SCOPED_TRACE(std::string("kernel path ") + kernels::kernel_path_name(path));
+  const engine::FunctionalEngine engine(g, {}, 0, path);
   for (size_t gi = 0; gi < g.golden.size(); ++gi) {
     const auto& gp = g.golden[gi];
     SCOPED_TRACE("golden pair " + std::to_string(gi) + " (test image " + std::to_string(gp.dataset_index) + ")");
@@ -88,6 +97,11 @@ TEST_P(GoldenTest, EngineMatchesPythonReferenceBitExactly) {
     for (size_t c = 0; c < gp.logits.size(); ++c)
       EXPECT_EQ(result.output_values[c], gp.logits[c]) << "logit " << c << " differs (float64, exact)";
     EXPECT_EQ(result.predicted_class, gp.predicted_class);
+    // Untraced: the fused kernels.
+    const auto fast = engine.infer(gp.input_codes);
+    EXPECT_EQ(fast.node_codes, result.node_codes);
+    EXPECT_EQ(fast.output_values, result.output_values);
+  }
   }
 }
 

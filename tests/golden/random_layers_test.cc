@@ -4,7 +4,9 @@
 // non-ideality for a fixed seed (tests/data/random_layers/, written by make_random_layers.py;
 // manifest.json lists each graph's combination and its non-idealities and seed). Every golden
 // pair must match exactly: output codes, partial-sum / ADC-code / accumulator digests, their
-// values at output position 0, logits and the predicted class.
+// values at output position 0, logits and the predicted class. Every kernel path (reference,
+// portable and, where the CPU has it, native: docs/fast_kernels.md) is checked, traced and
+// untraced (the fused kernels), and all give the reference path's event counters exactly.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -84,13 +86,38 @@ TEST(RandomLayers, CorpusCoversEveryCombinationAndNonideality) {
   EXPECT_EQ(modes, (std::set<std::string>{"noise", "variation", "transfer", "stuck", "all"}));
 }
 
+// The kernel paths this machine runs.
+std::vector<kernels::KernelPath> kernel_paths() {
+  std::vector<kernels::KernelPath> paths{kernels::KernelPath::kReference, kernels::KernelPath::kPortable};
+  if (kernels::native_kernels_supported()) paths.push_back(kernels::KernelPath::kNative);
+  return paths;
+}
+
+void expect_same_counters(const engine::EngineCounters& a, const engine::EngineCounters& b) {
+  ASSERT_EQ(a.per_node.size(), b.per_node.size());
+  for (size_t i = 0; i < a.per_node.size(); ++i) {
+    SCOPED_TRACE("counters of node " + std::to_string(i));
+    EXPECT_EQ(a.per_node[i].images, b.per_node[i].images);
+    EXPECT_EQ(a.per_node[i].row_drives, b.per_node[i].row_drives);
+    EXPECT_EQ(a.per_node[i].adc_conversions, b.per_node[i].adc_conversions);
+    EXPECT_EQ(a.per_node[i].adc_saturations, b.per_node[i].adc_saturations);
+    EXPECT_EQ(a.per_node[i].psum_min, b.per_node[i].psum_min);
+    EXPECT_EQ(a.per_node[i].psum_max, b.per_node[i].psum_max);
+  }
+}
+
 class RandomLayerTest : public testing::TestWithParam<Case> {};
 
 TEST_P(RandomLayerTest, EngineMatchesPythonReferenceBitExactly) {
   const graph::Graph g = graph::load_graph((kDir / GetParam().file).string());
   ASSERT_FALSE(g.golden.empty());
   const auto& entry = GetParam().entry;
-  const engine::FunctionalEngine engine(g, nonideal_of(entry), entry["seed"].get<uint64_t>());
+  engine::EngineCounters reference_counters;
+  for (const auto path : kernel_paths()) {
+  SCOPED_TRACE(std::string("kernel path ") + kernels::kernel_path_name(path));
+  engine::FunctionalEngine engine(g, nonideal_of(entry), entry["seed"].get<uint64_t>(), path);
+  ASSERT_EQ(engine.kernel_path(), path);
+  engine::EngineCounters counters;
   for (size_t gi = 0; gi < g.golden.size(); ++gi) {
     const auto& gp = g.golden[gi];
     SCOPED_TRACE("golden pair " + std::to_string(gi) + " (image " + std::to_string(gp.dataset_index) + ")");
@@ -100,7 +127,9 @@ TEST_P(RandomLayerTest, EngineMatchesPythonReferenceBitExactly) {
     for (size_t i = 0; i < g.nodes.size(); ++i) {
       const auto& want = gp.nodes[i];
       SCOPED_TRACE("node " + g.nodes[i].name);
-      if (!g.nodes[i].output_quant.is_float()) EXPECT_EQ(result.node_codes[i], want.output_codes);
+      if (!g.nodes[i].output_quant.is_float()) {
+        EXPECT_EQ(result.node_codes[i], want.output_codes);
+      }
       if (!std::holds_alternative<graph::ImcLayer>(g.nodes[i].op)) continue;
       const auto& t = traces[i];
       EXPECT_EQ(t.psum.count(), want.psum_count);
@@ -115,10 +144,19 @@ TEST_P(RandomLayerTest, EngineMatchesPythonReferenceBitExactly) {
     for (size_t c = 0; c < gp.logits.size(); ++c)
       EXPECT_EQ(result.output_values[c], gp.logits[c]) << "logit " << c << " (float64, exact)";
     EXPECT_EQ(result.predicted_class, gp.predicted_class);
-    // The same image without traces takes the fast paths (lookup tables, vectorised noise).
-    const auto fast = engine.infer(gp.input_codes, nullptr, nullptr, nullptr, gp.dataset_index);
+    // The same image without traces takes the fast paths (lookup tables, vectorised noise,
+    // fused kernels), with counters, and on two threads per image.
+    const auto fast = engine.infer(gp.input_codes, &counters, nullptr, nullptr, gp.dataset_index);
     EXPECT_EQ(fast.node_codes, result.node_codes);
     EXPECT_EQ(fast.output_values, result.output_values);
+    engine.set_image_threads(2);
+    const auto split = engine.infer(gp.input_codes, nullptr, nullptr, nullptr, gp.dataset_index);
+    engine.set_image_threads(1);
+    EXPECT_EQ(split.node_codes, result.node_codes);
+    EXPECT_EQ(split.output_values, result.output_values);
+  }
+  if (path == kernels::KernelPath::kReference) reference_counters = counters;
+  else expect_same_counters(counters, reference_counters);
   }
 }
 

@@ -1,0 +1,468 @@
+#include "models/crossbar/fast_mvm.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace imcsim::kernels {
+
+const char* kernel_path_name(KernelPath path) {
+  switch (path) {
+    case KernelPath::kReference: return "reference";
+    case KernelPath::kPortable: return "portable";
+    case KernelPath::kNative: return "native";
+  }
+  return "?";
+}
+
+std::optional<KernelPath> parse_kernel_path(const std::string& name) {
+  if (name == "reference") return KernelPath::kReference;
+  if (name == "portable") return KernelPath::kPortable;
+  if (name == "native") return KernelPath::kNative;
+  return std::nullopt;
+}
+
+bool native_kernels_supported() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+         __builtin_cpu_supports("popcnt");
+#else
+  return false;
+#endif
+}
+
+KernelPath select_kernel_path(std::optional<KernelPath> requested) {
+  KernelPath path = native_kernels_supported() ? KernelPath::kNative : KernelPath::kPortable;
+  if (requested) {
+    path = *requested;
+  } else if (const char* env = std::getenv("IMCSIM_KERNEL"); env && *env && std::string(env) != "auto") {
+    const auto p = parse_kernel_path(env);
+    if (!p)
+      throw std::invalid_argument(std::string("environment variable IMCSIM_KERNEL: expected reference, portable, "
+                                              "native or auto, got '") + env + "'");
+    path = *p;
+  }
+  if (path == KernelPath::kNative && !native_kernels_supported())
+    throw std::invalid_argument("kernel path 'native' needs an x86-64 CPU with AVX2, BMI1, BMI2 and POPCNT");
+  return path;
+}
+
+BitPlaneCrossbar::BitPlaneCrossbar(std::span<const int16_t> cells, uint32_t k_rows, uint32_t n_cols,
+                                   std::vector<WeightSlice> slices, std::vector<RowTile> tiles,
+                                   std::vector<InputGroup> groups, uint32_t input_bits, KernelPath path)
+    : k_rows_(k_rows),
+      n_cols_(n_cols),
+      input_bits_(input_bits),
+      slices_(std::move(slices)),
+      tiles_(std::move(tiles)),
+      groups_(std::move(groups)),
+      path_(path == KernelPath::kReference ? KernelPath::kPortable : path) {
+  const size_t G = tiles_.size(), S = slices_.size(), T = groups_.size(), N = n_cols_;
+  if (T > 32) throw std::invalid_argument("fast kernels: more than 32 input groups");
+  uint32_t max_group = 0;
+  for (const auto& gr : groups_) {
+    single_bit_groups_ = single_bit_groups_ && gr.nbits == 1;
+    max_group = std::max(max_group, (1u << gr.nbits) - 1u);
+  }
+  words_per_tile_.resize(G);
+  input_offset_.resize(G * T);
+  for (size_t g = 0; g < G; ++g) {
+    words_per_tile_[g] = (tiles_[g].rows() + 63) / 64;
+    for (size_t t = 0; t < T; ++t) {
+      input_offset_[g * T + t] = input_words_;
+      input_words_ += size_t{groups_[t].nbits} * words_per_tile_[g];
+    }
+  }
+  // Cell planes per (tile, slice).
+  blocks_.resize(G * S);
+  size_t total = 0;
+  for (size_t g = 0; g < G; ++g) {
+    const RowTile& tile = tiles_[g];
+    for (size_t s = 0; s < S; ++s) {
+      int32_t max_pos = 0, max_neg = 0;
+      for (uint32_t k = tile.row_begin; k < tile.row_end; ++k)
+        for (size_t n = 0; n < N; ++n) {
+          const int32_t c = cells[(size_t{k} * S + s) * N + n];
+          max_pos = std::max(max_pos, c);
+          max_neg = std::max(max_neg, -c);
+        }
+      Block& b = blocks_[g * S + s];
+      const uint32_t qp = static_cast<uint32_t>(std::bit_width(static_cast<uint32_t>(max_pos)));
+      const uint32_t qn = static_cast<uint32_t>(std::bit_width(static_cast<uint32_t>(max_neg)));
+      b.planes = qp + qn;
+      b.unsigned_planes = qn == 0;
+      for (uint32_t q = 0; q < qp; ++q) b.coef.push_back(int32_t{1} << q);
+      for (uint32_t q = 0; q < qn; ++q) b.coef.push_back(-(int32_t{1} << q));
+      b.offset = total;
+      total += N * b.planes * words_per_tile_[g];
+      psum_bound_ = std::max(psum_bound_, int64_t{tile.rows()} * max_group * std::max(max_pos, max_neg));
+    }
+  }
+  planes_.assign(total, 0);
+  for (size_t g = 0; g < G; ++g) {
+    const RowTile& tile = tiles_[g];
+    const uint32_t W = words_per_tile_[g];
+    for (size_t s = 0; s < S; ++s) {
+      const Block& b = blocks_[g * S + s];
+      const uint32_t qp = b.planes - static_cast<uint32_t>(std::count_if(b.coef.begin(), b.coef.end(),
+                                                                         [](int32_t c) { return c < 0; }));
+      for (uint32_t k = tile.row_begin; k < tile.row_end; ++k) {
+        const uint32_t r = k - tile.row_begin;
+        for (size_t n = 0; n < N; ++n) {
+          const int32_t c = cells[(size_t{k} * S + s) * N + n];
+          const uint32_t pos = static_cast<uint32_t>(std::max(c, 0)), neg = static_cast<uint32_t>(std::max(-c, 0));
+          uint64_t* d = planes_.data() + b.offset + n * b.planes * W;
+          for (uint32_t q = 0; q < b.planes; ++q) {
+            const uint32_t bit = q < qp ? (pos >> q) & 1u : (neg >> (q - qp)) & 1u;
+            d[size_t{q} * W + r / 64] |= uint64_t{bit} << (r % 64);
+          }
+        }
+      }
+    }
+  }
+}
+
+namespace {
+
+#define IMCSIM_INLINE [[gnu::always_inline]] inline
+
+// Population count: one instruction on the native path, a SWAR sequence on the portable one
+// (baseline x86-64 has no POPCNT; std::popcount would call libgcc).
+template <bool kPopcnt>
+IMCSIM_INLINE uint32_t popcount64(uint64_t x) {
+  if constexpr (kPopcnt) {
+    return static_cast<uint32_t>(__builtin_popcountll(x));
+  } else {
+    x = x - ((x >> 1) & 0x5555555555555555ull);
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+    return static_cast<uint32_t>((x * 0x0101010101010101ull) >> 56);
+  }
+}
+
+// Everything the block kernels need about one (tile, slice) block and the batch.
+struct BlockArgs {
+  const uint64_t* planes;    // block (g, s): [n][Q][W]
+  uint32_t Q, W, N, T;
+  const int32_t* coef;       // [Q]
+  const uint32_t* nbits;     // [T] group widths
+  const uint64_t* words;     // [batch][stride]
+  size_t stride;
+  const size_t* uoff;        // [T]: offset of U[g][t] in a position's words
+  const uint32_t* nonzero;   // [batch]: mask of non-zero groups of tile g
+  const int64_t* zsum;       // [batch]: sum of wt[t] over the zero groups
+  const uint32_t* nzero;     // [batch]: count of zero groups
+  uint32_t batch;
+  const int64_t* wt;         // [T]: sign_t 2^bitlo_t
+  int64_t ws;                // sign_s 2^bitlo_s
+  const int64_t* lut;        // entry of (set of column 0, p = 0)
+  size_t lut_col_stride;     // entries between the tables of columns n and n + 1
+  int64_t* acc;              // [batch][N]
+};
+
+// J = 1 (one-bit groups), unsigned planes (coef 2^q), W words and Q planes fixed.
+template <bool kPopcnt, bool kCount, uint32_t W, uint32_t Q>
+IMCSIM_INLINE void block_fixed(const BlockArgs& a, FastStats& st) {
+  uint64_t sat = 0;
+  int64_t lo = st.psum_min, hi = st.psum_max;
+  for (uint32_t n = 0; n < a.N; ++n) {
+    uint64_t d[Q][W];
+    const uint64_t* dp = a.planes + size_t{n} * Q * W;
+    for (uint32_t q = 0; q < Q; ++q)
+      for (uint32_t w = 0; w < W; ++w) d[q][w] = dp[q * W + w];
+    const int64_t* L = a.lut + n * a.lut_col_stride;
+    const int64_t e0 = L[0];
+    for (uint32_t b = 0; b < a.batch; ++b) {
+      const uint64_t* ub = a.words + b * a.stride;
+      int64_t acc = a.zsum[b] * (e0 >> 1);
+      if constexpr (kCount) sat += a.nzero[b] * static_cast<uint64_t>(e0 & 1);
+      for (uint32_t m = a.nonzero[b]; m; m &= m - 1) {
+        const uint32_t t = static_cast<uint32_t>(std::countr_zero(m));
+        const uint64_t* u = ub + a.uoff[t];
+        uint32_t p = 0;
+        for (uint32_t q = 0; q < Q; ++q) {
+          uint32_t c = 0;
+          for (uint32_t w = 0; w < W; ++w) c += popcount64<kPopcnt>(u[w] & d[q][w]);
+          p += c << q;
+        }
+        const int64_t e = L[p];
+        acc += a.wt[t] * (e >> 1);
+        if constexpr (kCount) {
+          sat += static_cast<uint64_t>(e & 1);
+          lo = std::min<int64_t>(lo, p);
+          hi = std::max<int64_t>(hi, p);
+        }
+      }
+      a.acc[size_t{b} * a.N + n] += a.ws * acc;
+    }
+  }
+  st.saturations += sat;
+  st.psum_min = lo;
+  st.psum_max = hi;
+}
+
+// Any block: runtime W, Q, group widths and signed coefficients.
+template <bool kPopcnt, bool kCount>
+IMCSIM_INLINE void block_generic(const BlockArgs& a, FastStats& st) {
+  uint64_t sat = 0;
+  int64_t lo = st.psum_min, hi = st.psum_max;
+  const uint32_t Q = a.Q, W = a.W;
+  for (uint32_t n = 0; n < a.N; ++n) {
+    const uint64_t* d = a.planes + size_t{n} * Q * W;
+    const int64_t* L = a.lut + n * a.lut_col_stride;
+    const int64_t e0 = L[0];
+    for (uint32_t b = 0; b < a.batch; ++b) {
+      const uint64_t* ub = a.words + b * a.stride;
+      int64_t acc = a.zsum[b] * (e0 >> 1);
+      if constexpr (kCount) sat += a.nzero[b] * static_cast<uint64_t>(e0 & 1);
+      for (uint32_t m = a.nonzero[b]; m; m &= m - 1) {
+        const uint32_t t = static_cast<uint32_t>(std::countr_zero(m));
+        const uint64_t* u = ub + a.uoff[t];
+        int64_t p = 0;
+        for (uint32_t j = 0; j < a.nbits[t]; ++j) {
+          int64_t pj = 0;
+          for (uint32_t q = 0; q < Q; ++q) {
+            uint32_t c = 0;
+            for (uint32_t w = 0; w < W; ++w) c += popcount64<kPopcnt>(u[j * W + w] & d[q * W + w]);
+            pj += int64_t{a.coef[q]} * c;
+          }
+          p += pj * (int64_t{1} << j);
+        }
+        const int64_t e = L[p];
+        acc += a.wt[t] * (e >> 1);
+        if constexpr (kCount) {
+          sat += static_cast<uint64_t>(e & 1);
+          lo = std::min(lo, p);
+          hi = std::max(hi, p);
+        }
+      }
+      a.acc[size_t{b} * a.N + n] += a.ws * acc;
+    }
+  }
+  st.saturations += sat;
+  st.psum_min = lo;
+  st.psum_max = hi;
+}
+
+template <bool kPopcnt, bool kCount>
+IMCSIM_INLINE void run_block(const BlockArgs& a, bool fixed_ok, FastStats& st) {
+  if (fixed_ok) {
+    switch (a.W * 8 + a.Q) {
+      case 1 * 8 + 1: return block_fixed<kPopcnt, kCount, 1, 1>(a, st);
+      case 1 * 8 + 2: return block_fixed<kPopcnt, kCount, 1, 2>(a, st);
+      case 1 * 8 + 3: return block_fixed<kPopcnt, kCount, 1, 3>(a, st);
+      case 1 * 8 + 4: return block_fixed<kPopcnt, kCount, 1, 4>(a, st);
+      case 2 * 8 + 1: return block_fixed<kPopcnt, kCount, 2, 1>(a, st);
+      case 2 * 8 + 2: return block_fixed<kPopcnt, kCount, 2, 2>(a, st);
+      case 2 * 8 + 3: return block_fixed<kPopcnt, kCount, 2, 3>(a, st);
+      case 2 * 8 + 4: return block_fixed<kPopcnt, kCount, 2, 4>(a, st);
+      case 4 * 8 + 1: return block_fixed<kPopcnt, kCount, 4, 1>(a, st);
+      case 4 * 8 + 2: return block_fixed<kPopcnt, kCount, 4, 2>(a, st);
+      default: break;
+    }
+  }
+  block_generic<kPopcnt, kCount>(a, st);
+}
+
+template <bool kPopcnt>
+IMCSIM_INLINE void run_block_any(const BlockArgs& a, bool fixed_ok, bool count, FastStats& st) {
+  if (count) run_block<kPopcnt, true>(a, fixed_ok, st);
+  else run_block<kPopcnt, false>(a, fixed_ok, st);
+}
+
+void run_block_portable(const BlockArgs& a, bool fixed_ok, bool count, FastStats& st) {
+  run_block_any<false>(a, fixed_ok, count, st);
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2,bmi,bmi2,popcnt"))) void run_block_native(const BlockArgs& a, bool fixed_ok, bool count,
+                                                                     FastStats& st) {
+  run_block_any<true>(a, fixed_ok, count, st);
+}
+#else
+void run_block_native(const BlockArgs& a, bool fixed_ok, bool count, FastStats& st) {
+  run_block_any<false>(a, fixed_ok, count, st);
+}
+#endif
+
+// Partial sums of one (g, t) for every (s, n).
+template <bool kPopcnt>
+IMCSIM_INLINE void psums_body(const uint64_t* planes, const std::vector<BitPlaneCrossbar::Block>& blocks,
+                              uint32_t g, uint32_t S, uint32_t N, uint32_t W, const uint64_t* u, uint32_t J,
+                              int32_t* psum) {
+  for (uint32_t s = 0; s < S; ++s) {
+    const auto& blk = blocks[size_t{g} * S + s];
+    const uint32_t Q = blk.planes;
+    const uint64_t* d0 = planes + blk.offset;
+    for (uint32_t n = 0; n < N; ++n) {
+      const uint64_t* d = d0 + size_t{n} * Q * W;
+      int64_t p = 0;
+      for (uint32_t j = 0; j < J; ++j) {
+        int64_t pj = 0;
+        for (uint32_t q = 0; q < Q; ++q) {
+          uint32_t c = 0;
+          for (uint32_t w = 0; w < W; ++w) c += popcount64<kPopcnt>(u[j * W + w] & d[q * W + w]);
+          pj += int64_t{blk.coef[q]} * c;
+        }
+        p += pj * (int64_t{1} << j);
+      }
+      psum[size_t{s} * N + n] = static_cast<int32_t>(p);
+    }
+  }
+}
+void psums_portable(const uint64_t* planes, const std::vector<BitPlaneCrossbar::Block>& blocks, uint32_t g,
+                    uint32_t S, uint32_t N, uint32_t W, const uint64_t* u, uint32_t J, int32_t* psum) {
+  psums_body<false>(planes, blocks, g, S, N, W, u, J, psum);
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2,bmi,bmi2,popcnt"))) void psums_native(const uint64_t* planes,
+                                                                 const std::vector<BitPlaneCrossbar::Block>& blocks,
+                                                                 uint32_t g, uint32_t S, uint32_t N, uint32_t W,
+                                                                 const uint64_t* u, uint32_t J, int32_t* psum) {
+  psums_body<true>(planes, blocks, g, S, N, W, u, J, psum);
+}
+#else
+void psums_native(const uint64_t* planes, const std::vector<BitPlaneCrossbar::Block>& blocks, uint32_t g, uint32_t S,
+                  uint32_t N, uint32_t W, const uint64_t* u, uint32_t J, int32_t* psum) {
+  psums_body<false>(planes, blocks, g, S, N, W, u, J, psum);
+}
+#endif
+
+}  // namespace
+
+uint64_t BitPlaneCrossbar::pack_inputs(const int32_t* x_shifted, uint64_t* words, uint32_t* nonzero) const {
+  std::fill(words, words + input_words_, 0);
+  const size_t T = groups_.size();
+  const uint32_t in_mask = input_bits_ >= 32 ? ~0u : ((1u << input_bits_) - 1u);
+  uint64_t drives = 0;
+  for (size_t g = 0; g < tiles_.size(); ++g) {
+    const RowTile& tile = tiles_[g];
+    const uint32_t W = words_per_tile_[g];
+    uint32_t nz = 0;
+    for (size_t t = 0; t < T; ++t) {
+      const InputGroup& gr = groups_[t];
+      const uint32_t gmask = (1u << gr.nbits) - 1u;
+      uint64_t* u = words + input_offset_[g * T + t];
+      uint64_t any = 0;
+      for (uint32_t r0 = 0; r0 < tile.rows(); r0 += 64) {
+        const uint32_t r1 = std::min(tile.rows(), r0 + 64);
+        const int32_t* x = x_shifted + tile.row_begin;
+        for (uint32_t j = 0; j < gr.nbits; ++j) {
+          uint64_t word = 0;
+          for (uint32_t r = r0; r < r1; ++r)
+            word |= uint64_t{((static_cast<uint32_t>(x[r]) & in_mask) >> (gr.bit_lo + j)) & 1u} << (r - r0);
+          u[size_t{j} * W + r0 / 64] = word;
+          any |= word;
+        }
+        if (gr.nbits == 1) {
+          drives += static_cast<uint64_t>(std::popcount(u[r0 / 64]));
+        } else {
+          uint64_t active = 0;
+          for (uint32_t j = 0; j < gr.nbits; ++j) active |= u[size_t{j} * W + r0 / 64];
+          drives += static_cast<uint64_t>(std::popcount(active));
+        }
+      }
+      (void)gmask;
+      if (any) nz |= 1u << t;
+    }
+    nonzero[g] = nz;
+  }
+  return drives;
+}
+
+void BitPlaneCrossbar::partial_sums(const uint64_t* words, uint32_t g, uint32_t t, int32_t* psum) const {
+  const uint32_t S = static_cast<uint32_t>(slices_.size()), T = static_cast<uint32_t>(groups_.size());
+  const uint64_t* u = words + input_offset_[size_t{g} * T + t];
+  if (path_ == KernelPath::kNative)
+    psums_native(planes_.data(), blocks_, g, S, n_cols_, words_per_tile_[g], u, groups_[t].nbits, psum);
+  else
+    psums_portable(planes_.data(), blocks_, g, S, n_cols_, words_per_tile_[g], u, groups_[t].nbits, psum);
+}
+
+void BitPlaneCrossbar::accumulate(const uint64_t* words, const uint32_t* nonzero, uint32_t batch,
+                                  const PackedAdcLut& lut, int64_t* acc, FastStats* stats) const {
+  const uint32_t G = static_cast<uint32_t>(tiles_.size()), S = static_cast<uint32_t>(slices_.size()),
+                 T = static_cast<uint32_t>(groups_.size()), N = n_cols_;
+  std::vector<int64_t> wt(T), zsum(batch);
+  std::vector<uint32_t> nbits(T), nz(batch), nzero(batch);
+  for (uint32_t t = 0; t < T; ++t) {
+    wt[t] = int64_t{groups_[t].sign} * (int64_t{1} << groups_[t].bit_lo);
+    nbits[t] = groups_[t].nbits;
+  }
+  FastStats local;
+  const bool count = stats != nullptr;
+  for (uint32_t g = 0; g < G; ++g) {
+    bool any_zero = false;
+    for (uint32_t b = 0; b < batch; ++b) {
+      nz[b] = nonzero[size_t{b} * G + g];
+      int64_t zs = 0;
+      uint32_t cnt = 0;
+      for (uint32_t t = 0; t < T; ++t)
+        if (!((nz[b] >> t) & 1u)) {
+          zs += wt[t];
+          ++cnt;
+        }
+      zsum[b] = zs;
+      nzero[b] = cnt;
+      any_zero = any_zero || cnt > 0;
+    }
+    if (count && any_zero) {
+      local.psum_min = std::min<int64_t>(local.psum_min, 0);
+      local.psum_max = std::max<int64_t>(local.psum_max, 0);
+    }
+    for (uint32_t s = 0; s < S; ++s) {
+      const Block& blk = blocks_[size_t{g} * S + s];
+      BlockArgs a;
+      a.planes = planes_.data() + blk.offset;
+      a.Q = blk.planes;
+      a.W = words_per_tile_[g];
+      a.N = N;
+      a.T = T;
+      a.coef = blk.coef.data();
+      a.nbits = nbits.data();
+      a.words = words;
+      a.stride = input_words_;
+      a.uoff = input_offset_.data() + size_t{g} * T;
+      a.nonzero = nz.data();
+      a.zsum = zsum.data();
+      a.nzero = nzero.data();
+      a.batch = batch;
+      a.wt = wt.data();
+      a.ws = int64_t{slices_[s].sign} * (int64_t{1} << slices_[s].bit_lo);
+      const uint64_t set0 = lut.granularity == AdcGranularity::kSliceTileColumn ? (uint64_t{g} * S + s) * N : 0;
+      a.lut = lut.entries + set0 * lut.size - lut.min;
+      a.lut_col_stride = lut.granularity == AdcGranularity::kLayer ? 0 : lut.size;
+      a.acc = acc;
+      const bool fixed_ok = single_bit_groups_ && blk.unsigned_planes && blk.planes >= 1;
+      if (blk.planes == 0) {
+        // Every cell of the block is 0: p = 0 for every group.
+        std::vector<uint32_t> none(batch, 0);
+        std::vector<int64_t> all(batch, 0);
+        std::vector<uint32_t> cnt(batch, T);
+        int64_t wsum = 0;
+        for (uint32_t t = 0; t < T; ++t) wsum += wt[t];
+        std::fill(all.begin(), all.end(), wsum);
+        a.nonzero = none.data();
+        a.zsum = all.data();
+        a.nzero = cnt.data();
+        block_generic<false, false>(a, local);
+        if (count) {
+          for (uint32_t n = 0; n < N; ++n) local.saturations += uint64_t{batch} * T * (a.lut[n * a.lut_col_stride] & 1);
+          local.psum_min = std::min<int64_t>(local.psum_min, 0);
+          local.psum_max = std::max<int64_t>(local.psum_max, 0);
+        }
+        continue;
+      }
+      if (path_ == KernelPath::kNative) run_block_native(a, fixed_ok, count, local);
+      else run_block_portable(a, fixed_ok, count, local);
+    }
+  }
+  if (stats) {
+    stats->saturations += local.saturations;
+    stats->psum_min = std::min(stats->psum_min, local.psum_min);
+    stats->psum_max = std::max(stats->psum_max, local.psum_max);
+  }
+}
+
+}  // namespace imcsim::kernels

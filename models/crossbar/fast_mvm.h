@@ -1,0 +1,118 @@
+// Fast bit-exact crossbar kernels (docs/fast_kernels.md): the integer partial sums of
+// docs/SEMANTICS.md steps 2-4 computed on bit planes with popcount, and a fused kernel that
+// also applies the ADC (a lookup table over the partial sum) and the shift-add of step 7 for
+// a batch of output positions. Results equal ProgrammedCrossbar::partial_sums and the
+// reference engine's ADC / shift-add loop bit for bit on every input. Plain C++, no SystemC.
+//
+// Layout. A row tile g of R_g rows is W_g = ceil(R_g / 64) 64-bit words per bit plane (row
+// r of the tile is bit r % 64 of word r / 64; bits past the tile are 0).
+// - Cells: every integer cell level c(k, s, n) (any sign: an analog differential pair is
+//   d+ - d-) is split into c+ = max(c, 0) and c- = max(-c, 0); the planes of slice s in tile g
+//   are bit b of c+ (coefficient +2^b) then bit b of c- (coefficient -2^b), as many as the
+//   largest level of that (tile, slice) needs. Block (g, s) holds [n][plane][word].
+// - Inputs: per output position, group t's value u_t[k] is split into its nbits_t bit planes
+//   (coefficient 2^j); words [g][t][j][w].
+// Then p(g, s, t, n) = sum_j sum_q 2^j coef_q popcount(U[g][t][j] & D[g][s][n][q]).
+//
+// Dispatch: `native` is the same code compiled for x86-64-v3 (AVX2, BMI1/2, POPCNT: one
+// instruction per popcount, auto-vectorised packing) through a target attribute, chosen at
+// run time when the CPU has those; `portable` is baseline code for any CPU. The environment
+// variable IMCSIM_KERNEL (reference | portable | native | auto) overrides the choice.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "models/adc/adc.h"
+#include "models/crossbar/crossbar.h"
+#include "models/crossbar/slicing.h"
+
+namespace imcsim::kernels {
+
+// reference: the row-by-row int16 crossbar of the reference engine; portable / native: the
+// bit-plane kernels compiled for baseline / x86-64-v3.
+enum class KernelPath { kReference, kPortable, kNative };
+
+const char* kernel_path_name(KernelPath path);
+// Parses "reference" | "portable" | "native"; nullopt for anything else.
+std::optional<KernelPath> parse_kernel_path(const std::string& name);
+// Whether this CPU runs the native kernels (x86-64 with AVX2, BMI1, BMI2, POPCNT).
+bool native_kernels_supported();
+// The path to use: `requested` if set, else the environment variable IMCSIM_KERNEL if set
+// (auto = unset), else native when supported, else portable. Throws std::invalid_argument
+// for an unknown IMCSIM_KERNEL value or for native on a CPU that lacks it.
+KernelPath select_kernel_path(std::optional<KernelPath> requested = std::nullopt);
+
+// ADC lookup table for the fused kernel: entry (set, p) at
+// entries[set * size + (p - min)] = value_fx(set, p) * 2 + saturated(set, p).
+struct PackedAdcLut {
+  const int64_t* entries = nullptr;
+  int64_t min = 0;
+  size_t size = 0;
+  AdcGranularity granularity = AdcGranularity::kLayer;
+};
+
+// Event statistics of a fused call (the engine's ImcNodeCounters fields).
+struct FastStats {
+  uint64_t saturations = 0;
+  int64_t psum_min = INT64_MAX, psum_max = INT64_MIN;
+};
+
+class BitPlaneCrossbar {
+ public:
+  // cells: [k][s][n] integer levels, |level| < 2^15; slices / groups as in slicing.h.
+  BitPlaneCrossbar(std::span<const int16_t> cells, uint32_t k_rows, uint32_t n_cols,
+                   std::vector<WeightSlice> slices, std::vector<RowTile> tiles,
+                   std::vector<InputGroup> groups, uint32_t input_bits, KernelPath path);
+
+  KernelPath path() const { return path_; }
+  uint32_t tiles() const { return static_cast<uint32_t>(tiles_.size()); }
+  // 64-bit words of one position's packed input.
+  size_t input_words() const { return input_words_; }
+
+  // Packs the A-shifted inputs x'[0 .. K-1] of one position into `words` (input_words()),
+  // sets nonzero[g] = bitmask of the groups t with a non-zero value in tile g (T <= 32), and
+  // returns the number of (tile, group, row) with a non-zero value (the DAC row drives).
+  uint64_t pack_inputs(const int32_t* x_shifted, uint64_t* words, uint32_t* nonzero) const;
+
+  // psum[s * N + n] for tile g and group t of one packed position (= ProgrammedCrossbar::
+  // partial_sums of the same cells).
+  void partial_sums(const uint64_t* words, uint32_t g, uint32_t t, int32_t* psum) const;
+
+  // The fused kernel for `batch` positions: acc[b * N + n] += sum_{g,s,t} w(s,t) *
+  // value_fx(set(g,s,n), p(b,g,s,t,n)), w(s,t) = sign_s sign_t 2^(bitlo_s + bitlo_t);
+  // words: [batch][input_words()], nonzero: [batch][G] from pack_inputs. Partial sums must lie
+  // in the table's range (the caller sizes it from the cells' bound). Adds to `stats` if set.
+  void accumulate(const uint64_t* words, const uint32_t* nonzero, uint32_t batch, const PackedAdcLut& lut,
+                  int64_t* acc, FastStats* stats) const;
+
+  // Largest |partial sum| of any tile for any input (sizes lookup tables).
+  int64_t psum_bound() const { return psum_bound_; }
+
+  // Layout of cell block (g, s): planes and their coefficients.
+  struct Block {
+    size_t offset = 0;           // into planes_ ([n][q][w])
+    uint32_t planes = 0;         // Q
+    bool unsigned_planes = true; // coef_q = 2^q (no negative part)
+    std::vector<int32_t> coef;   // Q coefficients (+-2^b)
+  };
+
+ private:
+  uint32_t k_rows_, n_cols_, input_bits_;
+  std::vector<WeightSlice> slices_;
+  std::vector<RowTile> tiles_;
+  std::vector<InputGroup> groups_;
+  KernelPath path_;
+  std::vector<uint32_t> words_per_tile_;  // W_g
+  std::vector<size_t> input_offset_;      // [g][t] -> word offset of U[g][t][0][0]
+  size_t input_words_ = 0;
+  bool single_bit_groups_ = true;         // every group has nbits == 1
+  std::vector<Block> blocks_;             // [g][s]
+  std::vector<uint64_t> planes_;
+  int64_t psum_bound_ = 0;
+};
+
+}  // namespace imcsim::kernels

@@ -1,0 +1,167 @@
+// Fast bit-plane kernels (models/crossbar/fast_mvm.h) against the row-by-row crossbar
+// (ProgrammedCrossbar::partial_sums) and a direct evaluation of the ADC table and shift-add,
+// on random layers covering every weight encoding, cell width, DAC width (one-bit and wider
+// groups), A-shift, array heights from 9 to 300 rows (1 to 5 words per bit plane), contiguous
+// and channel-aligned tiles, signed cells (analog differential pairs) and every ADC granularity,
+// on both the portable and (where the CPU has it) the native path. Also the path selection.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "models/crossbar/crossbar.h"
+#include "models/crossbar/fast_mvm.h"
+#include "models/crossbar/slicing.h"
+
+namespace imcsim::kernels {
+namespace {
+
+std::vector<KernelPath> fast_paths() {
+  std::vector<KernelPath> paths{KernelPath::kPortable};
+  if (native_kernels_supported()) paths.push_back(KernelPath::kNative);
+  return paths;
+}
+
+struct Layer {
+  WeightEncoding encoding;
+  uint32_t weight_bits, cell_bits, input_bits, dac_bits, rows, k, n;
+  bool ashift, channel_aligned;
+};
+
+TEST(FastMvm, MatchesRowByRowCrossbarAndDirectShiftAdd) {
+  const Layer layers[] = {
+      {WeightEncoding::kOffset, 8, 2, 8, 1, 128, 512, 17, false, false},
+      {WeightEncoding::kOffset, 8, 2, 8, 1, 64, 200, 9, false, false},
+      {WeightEncoding::kTwosComplement, 8, 3, 8, 2, 100, 250, 5, true, false},
+      {WeightEncoding::kDifferentialDigital, 6, 2, 5, 3, 256, 600, 7, false, false},
+      {WeightEncoding::kDifferentialAnalog, 8, 2, 8, 1, 128, 300, 6, true, false},
+      {WeightEncoding::kDifferentialAnalog, 5, 4, 4, 4, 300, 700, 3, false, false},
+      {WeightEncoding::kOffset, 4, 1, 8, 8, 9, 40, 4, false, false},
+      {WeightEncoding::kOffset, 8, 2, 8, 1, 128, 9 * 20, 8, false, true},  // 3x3 taps, 20 channels
+  };
+  std::mt19937_64 rng(7);
+  for (const auto& L : layers) {
+    SCOPED_TRACE("encoding " + std::string(encoding_name(L.encoding)) + " rows " + std::to_string(L.rows) +
+                 " dac " + std::to_string(L.dac_bits));
+    const int32_t wmax = (1 << (L.weight_bits - 1)) - 1;
+    const int32_t wmin = L.encoding == WeightEncoding::kOffset || L.encoding == WeightEncoding::kTwosComplement
+                             ? -wmax - 1 : -wmax;
+    std::vector<int32_t> w(size_t{L.k} * L.n);
+    for (auto& v : w) v = wmin + static_cast<int32_t>(rng() % static_cast<uint64_t>(wmax - wmin + 1));
+    auto tiles = L.channel_aligned ? channel_aligned_row_tiles(L.k / 9, 9, L.rows) : contiguous_row_tiles(L.k, L.rows);
+    const ProgrammedCrossbar xbar(w, L.k, L.n, L.weight_bits, L.cell_bits, L.encoding, tiles);
+    const auto groups = input_groups(L.input_bits, L.dac_bits, L.ashift);
+    const uint32_t G = static_cast<uint32_t>(tiles.size()), S = static_cast<uint32_t>(xbar.slices().size()),
+                   T = static_cast<uint32_t>(groups.size()), N = L.n;
+    // Inputs: A-shifted codes, a third of them zero (and one all-zero position) to exercise skipping.
+    const uint32_t P = 5;
+    std::vector<std::vector<int32_t>> xs(P, std::vector<int32_t>(L.k));
+    const int32_t a = L.ashift ? 1 << (L.input_bits - 1) : 0;
+    for (uint32_t p = 1; p < P; ++p)
+      for (auto& x : xs[p]) x = rng() % 3 == 0 ? 0 : static_cast<int32_t>(rng() % (1u << L.input_bits)) - a;
+    for (auto& x : xs[0]) x = L.ashift ? -a : 0;
+    if (L.ashift) xs[0][0] = 0;
+
+    for (const auto path : fast_paths()) {
+      SCOPED_TRACE(kernel_path_name(path));
+      const BitPlaneCrossbar fast(xbar.cells(), L.k, N, xbar.slices(), tiles, groups, L.input_bits, path);
+      std::vector<uint64_t> words(size_t{P} * fast.input_words());
+      std::vector<uint32_t> nonzero(size_t{P} * G);
+      // Reference partial sums [p][g][s][t][n] and row drives.
+      std::vector<int64_t> ref(size_t{P} * G * S * T * N);
+      uint64_t want_drives = 0, got_drives = 0;
+      int64_t pmin = INT64_MAX, pmax = INT64_MIN;
+      for (uint32_t p = 0; p < P; ++p) {
+        got_drives += fast.pack_inputs(xs[p].data(), words.data() + p * fast.input_words(), nonzero.data() + p * G);
+        std::vector<uint16_t> u(L.k);
+        std::vector<int32_t> ps(size_t{S} * N), fs(size_t{S} * N);
+        for (uint32_t g = 0; g < G; ++g)
+          for (uint32_t t = 0; t < T; ++t) {
+            for (uint32_t k = 0; k < L.k; ++k) u[k] = static_cast<uint16_t>(group_value(xs[p][k], L.input_bits, groups[t]));
+            for (uint32_t k = tiles[g].row_begin; k < tiles[g].row_end; ++k) want_drives += u[k] != 0;
+            xbar.partial_sums(g, u, ps);
+            fast.partial_sums(words.data() + p * fast.input_words(), g, t, fs.data());
+            ASSERT_EQ(fs, ps) << "position " << p << " tile " << g << " group " << t;
+            bool any = false;
+            for (uint32_t k = tiles[g].row_begin; k < tiles[g].row_end; ++k) any = any || u[k] != 0;
+            EXPECT_EQ((nonzero[p * G + g] >> t) & 1u, any ? 1u : 0u);
+            for (uint32_t s = 0; s < S; ++s)
+              for (uint32_t n = 0; n < N; ++n) {
+                const int64_t v = ps[s * N + n];
+                ref[(((size_t{p} * G + g) * S + s) * T + t) * N + n] = v;
+                pmin = std::min(pmin, v);
+                pmax = std::max(pmax, v);
+              }
+          }
+      }
+      EXPECT_EQ(got_drives, want_drives);
+      ASSERT_LE(pmax, fast.psum_bound());
+      ASSERT_GE(pmin, -fast.psum_bound());
+      // A random table per granularity over [-bound, bound]: value in [-2^40, 2^40), saturation bit.
+      for (const auto gran : {AdcGranularity::kLayer, AdcGranularity::kColumn, AdcGranularity::kSliceTileColumn}) {
+        SCOPED_TRACE(adc_granularity_name(gran));
+        const int64_t lo = -fast.psum_bound();
+        const size_t size = static_cast<size_t>(2 * fast.psum_bound() + 1);
+        const uint64_t sets = AdcSpec::sets_for(gran, G, S, N);
+        std::vector<int64_t> table(sets * size);
+        for (auto& e : table) e = static_cast<int64_t>(rng() % (uint64_t{1} << 41)) - (int64_t{1} << 40);
+        const PackedAdcLut lut{table.data(), lo, size, gran};
+        AdcSpec spec;
+        spec.granularity = gran;
+        std::vector<int64_t> want(size_t{P} * N, 0), got(size_t{P} * N, 0);
+        uint64_t want_sat = 0;
+        for (uint32_t p = 0; p < P; ++p)
+          for (uint32_t g = 0; g < G; ++g)
+            for (uint32_t s = 0; s < S; ++s)
+              for (uint32_t t = 0; t < T; ++t)
+                for (uint32_t n = 0; n < N; ++n) {
+                  const int64_t v = ref[(((size_t{p} * G + g) * S + s) * T + t) * N + n];
+                  const int64_t e = table[spec.set_index(g, s, n, S, N) * size + static_cast<size_t>(v - lo)];
+                  const int64_t wst = int64_t{xbar.slices()[s].sign} * groups[t].sign *
+                                      (int64_t{1} << (xbar.slices()[s].bit_lo + groups[t].bit_lo));
+                  want[size_t{p} * N + n] += wst * (e >> 1);
+                  want_sat += static_cast<uint64_t>(e & 1);
+                }
+        FastStats stats;
+        // Two calls (batches of 3 and 2 positions) accumulate like one.
+        fast.accumulate(words.data(), nonzero.data(), 3, lut, got.data(), &stats);
+        fast.accumulate(words.data() + 3 * fast.input_words(), nonzero.data() + 3 * G, 2, lut, got.data() + 3 * N,
+                        &stats);
+        EXPECT_EQ(got, want);
+        EXPECT_EQ(stats.saturations, want_sat);
+        EXPECT_EQ(stats.psum_min, pmin);
+        EXPECT_EQ(stats.psum_max, pmax);
+        std::vector<int64_t> quiet(size_t{P} * N, 0);
+        fast.accumulate(words.data(), nonzero.data(), P, lut, quiet.data(), nullptr);
+        EXPECT_EQ(quiet, want);
+      }
+    }
+  }
+}
+
+TEST(FastMvm, PathSelection) {
+  EXPECT_EQ(select_kernel_path(KernelPath::kPortable), KernelPath::kPortable);
+  EXPECT_EQ(select_kernel_path(KernelPath::kReference), KernelPath::kReference);
+  EXPECT_EQ(parse_kernel_path("native"), KernelPath::kNative);
+  EXPECT_FALSE(parse_kernel_path("avx9").has_value());
+  const char* old = std::getenv("IMCSIM_KERNEL");
+  const std::string saved = old ? old : "";
+  setenv("IMCSIM_KERNEL", "portable", 1);
+  EXPECT_EQ(select_kernel_path(), KernelPath::kPortable);
+  setenv("IMCSIM_KERNEL", "reference", 1);
+  EXPECT_EQ(select_kernel_path(), KernelPath::kReference);
+  setenv("IMCSIM_KERNEL", "auto", 1);
+  EXPECT_EQ(select_kernel_path(), native_kernels_supported() ? KernelPath::kNative : KernelPath::kPortable);
+  setenv("IMCSIM_KERNEL", "fastest", 1);
+  EXPECT_THROW(select_kernel_path(), std::invalid_argument);
+  if (!native_kernels_supported()) {
+    EXPECT_THROW(select_kernel_path(KernelPath::kNative), std::invalid_argument);
+  }
+  if (old) setenv("IMCSIM_KERNEL", saved.c_str(), 1);
+  else unsetenv("IMCSIM_KERNEL");
+}
+
+}  // namespace
+}  // namespace imcsim::kernels
