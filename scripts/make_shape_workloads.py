@@ -8,12 +8,24 @@ digital nodes. Inception-V3 (needs channel concatenation) and a DistilBERT-shape
 (needs attention, softmax, layer norm) wait for those operations in the graph format.
 
     /usr/bin/python3 scripts/make_shape_workloads.py --out-dir workloads/shapes
+
+With --random-weights SEED the graphs carry seeded random weights instead (shape_only = false),
+so that the functional engine can run them on random inputs (benchmarks:
+scripts/bench_kernels.sh); they are big (ResNet-18: ~45 MB): write them to a scratch directory.
+Scales are chosen so that activations keep a similar spread from layer to layer (weight scale
+1 / (74 sqrt(K)), every activation scale 1/32), and the ADC covers the partial-sum range
+uniformly (linear: step = ceil(max partial sum / 2^B); non-linear: thresholds at multiples of
+that step). `--models w1` adds workload W1 (a 1x1 conv, 512 -> 512 channels on a 512x32x32
+input: K = N = 512, 1024 positions).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+
+import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
 from imcsim_py.graph_pb import pb  # noqa: E402
@@ -24,17 +36,20 @@ class Builder:
     """Appends nodes to a shape-only graph, tracking each tensor's shape."""
 
     def __init__(self, name, args, input_shape):
-        self.g = pb.Graph(format_version=1, name=name, shape_only=True)
+        self.g = pb.Graph(format_version=1, name=name, shape_only=args.random_weights is None)
         self.args = args
+        self.rng = np.random.default_rng(args.random_weights) if args.random_weights is not None else None
+        self.act_scale = 1.0 / 32 if self.rng is not None else 1.0
         self.g.provenance.exporter = "scripts/make_shape_workloads.py"
         self.g.provenance.command = " ".join(sys.argv)
         self.g.provenance.method = "shape-only"
         inp = self.g.input
         inp.tensor = "input"
         inp.shape.extend(input_shape)
-        inp.dataset_format = "none"
+        # Random-weight graphs are run on input codes the benchmark makes (no dataset is read).
+        inp.dataset_format = "none" if args.random_weights is None else "idx-u8"
         inp.pixel_scale, inp.mean, inp.std = 1.0, 0.0, 1.0
-        inp.quant.scale, inp.quant.zero_point, inp.quant.bits = 1.0, 0, args.input_bits
+        inp.quant.scale, inp.quant.zero_point, inp.quant.bits = self.act_scale, 0, args.input_bits
         self.shapes = {"input": list(input_shape)}
         self.count = 0
 
@@ -44,7 +59,7 @@ class Builder:
         n = self.g.nodes.add(name=name, output=name)
         n.inputs.extend(inputs)
         n.output_shape.extend(shape)
-        n.output_quant.scale, n.output_quant.zero_point = 1.0, 0
+        n.output_quant.scale, n.output_quant.zero_point = self.act_scale, 0
         n.output_quant.bits = self.args.input_bits if bits is None else bits
         self.shapes[name] = list(shape)
         return n
@@ -72,16 +87,26 @@ class Builder:
         adc = l.adc
         adc.granularity = pb.AdcSpec.GRANULARITY_LAYER
         adc.bits = a.adc_bits
+        # Shape-only: placeholder step 1. Random weights: cover [0, max partial sum] uniformly.
+        rows = min(a.array_rows, cin * l.kernel_h * l.kernel_w)
+        step = 1
+        if self.rng is not None:
+            step = max(1, math.ceil(rows * ((1 << a.dac_bits) - 1) * ((1 << a.cell_bits) - 1) / (1 << a.adc_bits)))
         if a.adc_kind == "linear":
             adc.kind = pb.AdcSpec.KIND_LINEAR
             adc.rounding = pb.AdcSpec.ROUNDING_HALF_AWAY
-            adc.step_fx.append(1)
+            adc.step_fx.append(step)
             adc.centre_fx.append(0)
-        else:  # non-linear: placeholder uniform thresholds (timing and cost only)
+        else:  # non-linear: uniform thresholds (placeholders for timing and cost)
             adc.kind = pb.AdcSpec.KIND_NONLINEAR
             levels = 1 << a.adc_bits
-            adc.thresholds_fx.extend(range(1, levels))
-            adc.levels_fx.extend(range(levels))
+            adc.thresholds_fx.extend(step * i for i in range(1, levels))
+            adc.levels_fx.extend(step * i + step // 2 for i in range(levels))
+        if self.rng is not None:
+            k_rows = cin * l.kernel_h * l.kernel_w
+            hi = 1 << (a.weight_bits - 1)
+            l.weights.extend(self.rng.integers(-hi, hi, size=cout * k_rows).tolist())
+            l.weight_scale.append(1.0 / (74.0 * math.sqrt(k_rows)))
         return n.name
 
     def pool(self, x, kind, k, stride, pad=0):
@@ -137,6 +162,13 @@ def vgg16(args):
     return b.g
 
 
+def w1(args):
+    b = Builder("w1_layer_shapes", args, [512, 32, 32])
+    b.imc("input", 512, k=1, relu=False, last=True)
+    b.g.num_classes = 512 * 32 * 32  # the output map (no classifier)
+    return b.g
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out-dir", default="workloads/shapes")
@@ -149,9 +181,15 @@ def main():
     ap.add_argument("--adc-kind", choices=["linear", "nonlinear"], default="linear")
     ap.add_argument("--adc-bits", type=int, default=8)
     ap.add_argument("--suffix", default="", help="appended to the file names, e.g. _6b2b3b")
+    ap.add_argument("--random-weights", type=int, default=None, metavar="SEED",
+                    help="seeded random weights instead of shape-only graphs (write to a scratch dir)")
+    ap.add_argument("--models", default="resnet18,vgg16", help="comma-separated: resnet18, vgg16, w1")
     args = ap.parse_args()
-    for make in (resnet18, vgg16):
-        g = make(args)
+    makers = {"resnet18": resnet18, "vgg16": vgg16, "w1": w1}
+    for name in args.models.split(","):
+        g = makers[name](args)
+        if args.random_weights is not None:
+            g.name = g.name.replace("_shapes", "_random")
         path = os.path.join(args.out_dir, f"{g.name.replace('_shapes', '')}{args.suffix}.imcg")
         imcg_file.write_imcg(path, g)
         print(f"wrote {path}: {len(g.nodes)} nodes")

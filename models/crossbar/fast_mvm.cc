@@ -62,6 +62,10 @@ BitPlaneCrossbar::BitPlaneCrossbar(std::span<const int16_t> cells, uint32_t k_ro
   const size_t G = tiles_.size(), S = slices_.size(), T = groups_.size(), N = n_cols_;
   if (T > 32) throw std::invalid_argument("fast kernels: more than 32 input groups");
   uint32_t max_group = 0;
+  // Every group gets the widest group's plane count in the input layout (the planes past its
+  // own width stay 0), so that the fixed-size kernels serve uneven groups too.
+  uniform_group_bits_ = 0;
+  for (const auto& gr : groups_) uniform_group_bits_ = std::max(uniform_group_bits_, gr.nbits);
   for (const auto& gr : groups_) {
     single_bit_groups_ = single_bit_groups_ && gr.nbits == 1;
     max_group = std::max(max_group, (1u << gr.nbits) - 1u);
@@ -72,7 +76,7 @@ BitPlaneCrossbar::BitPlaneCrossbar(std::span<const int16_t> cells, uint32_t k_ro
     words_per_tile_[g] = (tiles_[g].rows() + 63) / 64;
     for (size_t t = 0; t < T; ++t) {
       input_offset_[g * T + t] = input_words_;
-      input_words_ += size_t{groups_[t].nbits} * words_per_tile_[g];
+      input_words_ += size_t{uniform_group_bits_} * words_per_tile_[g];
     }
   }
   // Cell planes per (tile, slice).
@@ -154,6 +158,9 @@ struct BlockArgs {
   const uint32_t* nonzero;   // [batch]: mask of non-zero groups of tile g
   const int64_t* zsum;       // [batch]: sum of wt[t] over the zero groups
   const uint32_t* nzero;     // [batch]: count of zero groups
+  const uint8_t* list;       // [batch][32]: the non-zero groups t of tile g, ascending
+  const int64_t* list_wt;    // [batch][32]: wt of those groups
+  const uint64_t* const* ubase;  // [batch]: words of tile g's first group (J = 1 layout: group t at + t * W)
   uint32_t batch;
   const int64_t* wt;         // [T]: sign_t 2^bitlo_t
   int64_t ws;                // sign_s 2^bitlo_s
@@ -162,11 +169,15 @@ struct BlockArgs {
   int64_t* acc;              // [batch][N]
 };
 
-// J = 1 (one-bit groups), unsigned planes (coef 2^q), W words and Q planes fixed.
-template <bool kPopcnt, bool kCount, uint32_t W, uint32_t Q>
+// Every group J bits wide, W words and Q planes fixed (coefficients +-2^b at run time). Per
+// (column, position): the partial sums of the non-zero groups first (independent popcounts),
+// then their table lookups and shift-add; the zero groups add zsum * value(p = 0).
+template <bool kPopcnt, bool kCount, uint32_t W, uint32_t Q, uint32_t J>
 IMCSIM_INLINE void block_fixed(const BlockArgs& a, FastStats& st) {
   uint64_t sat = 0;
   int64_t lo = st.psum_min, hi = st.psum_max;
+  int32_t coef[Q];
+  for (uint32_t q = 0; q < Q; ++q) coef[q] = a.coef[q];
   for (uint32_t n = 0; n < a.N; ++n) {
     uint64_t d[Q][W];
     const uint64_t* dp = a.planes + size_t{n} * Q * W;
@@ -175,24 +186,40 @@ IMCSIM_INLINE void block_fixed(const BlockArgs& a, FastStats& st) {
     const int64_t* L = a.lut + n * a.lut_col_stride;
     const int64_t e0 = L[0];
     for (uint32_t b = 0; b < a.batch; ++b) {
-      const uint64_t* ub = a.words + b * a.stride;
-      int64_t acc = a.zsum[b] * (e0 >> 1);
-      if constexpr (kCount) sat += a.nzero[b] * static_cast<uint64_t>(e0 & 1);
-      for (uint32_t m = a.nonzero[b]; m; m &= m - 1) {
-        const uint32_t t = static_cast<uint32_t>(std::countr_zero(m));
-        const uint64_t* u = ub + a.uoff[t];
-        uint32_t p = 0;
-        for (uint32_t q = 0; q < Q; ++q) {
-          uint32_t c = 0;
-          for (uint32_t w = 0; w < W; ++w) c += popcount64<kPopcnt>(u[w] & d[q][w]);
-          p += c << q;
+      const uint64_t* ub = a.ubase[b];
+      const uint8_t* list = a.list + size_t{b} * 32;
+      const int64_t* lwt = a.list_wt + size_t{b} * 32;
+      const uint32_t cnt = a.T - a.nzero[b];
+      int32_t p[32];
+      for (uint32_t i = 0; i < cnt; ++i) {
+        const uint64_t* u = ub + size_t{list[i]} * (J * W);
+        int32_t v = 0;
+        for (uint32_t j = 0; j < J; ++j) {
+          int32_t vj = 0;
+          for (uint32_t q = 0; q < Q; ++q) {
+            int32_t c = 0;
+            for (uint32_t w = 0; w < W; ++w) c += static_cast<int32_t>(popcount64<kPopcnt>(u[j * W + w] & d[q][w]));
+            vj += c * coef[q];
+          }
+          v += vj * (int32_t{1} << j);
         }
-        const int64_t e = L[p];
-        acc += a.wt[t] * (e >> 1);
-        if constexpr (kCount) {
-          sat += static_cast<uint64_t>(e & 1);
-          lo = std::min<int64_t>(lo, p);
-          hi = std::max<int64_t>(hi, p);
+        p[i] = v;
+      }
+      int64_t acc = a.zsum[b] * (e0 >> 1);
+      for (uint32_t i = 0; i < cnt; ++i) acc += lwt[i] * (L[p[i]] >> 1);
+      if constexpr (kCount) {
+        sat += a.nzero[b] * static_cast<uint64_t>(e0 & 1);
+        uint32_t s1 = 0;
+        int32_t pl = INT32_MAX, ph = INT32_MIN;
+        for (uint32_t i = 0; i < cnt; ++i) {
+          s1 += static_cast<uint32_t>(L[p[i]] & 1);
+          pl = std::min(pl, p[i]);
+          ph = std::max(ph, p[i]);
+        }
+        sat += s1;
+        if (cnt) {
+          lo = std::min<int64_t>(lo, pl);
+          hi = std::max<int64_t>(hi, ph);
         }
       }
       a.acc[size_t{b} * a.N + n] += a.ws * acc;
@@ -246,20 +273,35 @@ IMCSIM_INLINE void block_generic(const BlockArgs& a, FastStats& st) {
   st.psum_max = hi;
 }
 
+// fixed_j: every group's width (0 if they differ).
 template <bool kPopcnt, bool kCount>
-IMCSIM_INLINE void run_block(const BlockArgs& a, bool fixed_ok, FastStats& st) {
-  if (fixed_ok) {
-    switch (a.W * 8 + a.Q) {
-      case 1 * 8 + 1: return block_fixed<kPopcnt, kCount, 1, 1>(a, st);
-      case 1 * 8 + 2: return block_fixed<kPopcnt, kCount, 1, 2>(a, st);
-      case 1 * 8 + 3: return block_fixed<kPopcnt, kCount, 1, 3>(a, st);
-      case 1 * 8 + 4: return block_fixed<kPopcnt, kCount, 1, 4>(a, st);
-      case 2 * 8 + 1: return block_fixed<kPopcnt, kCount, 2, 1>(a, st);
-      case 2 * 8 + 2: return block_fixed<kPopcnt, kCount, 2, 2>(a, st);
-      case 2 * 8 + 3: return block_fixed<kPopcnt, kCount, 2, 3>(a, st);
-      case 2 * 8 + 4: return block_fixed<kPopcnt, kCount, 2, 4>(a, st);
-      case 4 * 8 + 1: return block_fixed<kPopcnt, kCount, 4, 1>(a, st);
-      case 4 * 8 + 2: return block_fixed<kPopcnt, kCount, 4, 2>(a, st);
+IMCSIM_INLINE void run_block(const BlockArgs& a, uint32_t fixed_j, FastStats& st) {
+  if (fixed_j >= 1 && fixed_j <= 2 && a.W <= 4 && a.Q <= 4) {
+    switch ((fixed_j * 8 + a.W) * 8 + a.Q) {
+      case (1 * 8 + 1) * 8 + 1: return block_fixed<kPopcnt, kCount, 1, 1, 1>(a, st);
+      case (1 * 8 + 1) * 8 + 2: return block_fixed<kPopcnt, kCount, 1, 2, 1>(a, st);
+      case (1 * 8 + 1) * 8 + 3: return block_fixed<kPopcnt, kCount, 1, 3, 1>(a, st);
+      case (1 * 8 + 1) * 8 + 4: return block_fixed<kPopcnt, kCount, 1, 4, 1>(a, st);
+      case (1 * 8 + 2) * 8 + 1: return block_fixed<kPopcnt, kCount, 2, 1, 1>(a, st);
+      case (1 * 8 + 2) * 8 + 2: return block_fixed<kPopcnt, kCount, 2, 2, 1>(a, st);
+      case (1 * 8 + 2) * 8 + 3: return block_fixed<kPopcnt, kCount, 2, 3, 1>(a, st);
+      case (1 * 8 + 2) * 8 + 4: return block_fixed<kPopcnt, kCount, 2, 4, 1>(a, st);
+      case (1 * 8 + 4) * 8 + 1: return block_fixed<kPopcnt, kCount, 4, 1, 1>(a, st);
+      case (1 * 8 + 4) * 8 + 2: return block_fixed<kPopcnt, kCount, 4, 2, 1>(a, st);
+      case (1 * 8 + 4) * 8 + 3: return block_fixed<kPopcnt, kCount, 4, 3, 1>(a, st);
+      case (1 * 8 + 4) * 8 + 4: return block_fixed<kPopcnt, kCount, 4, 4, 1>(a, st);
+      case (2 * 8 + 1) * 8 + 1: return block_fixed<kPopcnt, kCount, 1, 1, 2>(a, st);
+      case (2 * 8 + 1) * 8 + 2: return block_fixed<kPopcnt, kCount, 1, 2, 2>(a, st);
+      case (2 * 8 + 1) * 8 + 3: return block_fixed<kPopcnt, kCount, 1, 3, 2>(a, st);
+      case (2 * 8 + 1) * 8 + 4: return block_fixed<kPopcnt, kCount, 1, 4, 2>(a, st);
+      case (2 * 8 + 2) * 8 + 1: return block_fixed<kPopcnt, kCount, 2, 1, 2>(a, st);
+      case (2 * 8 + 2) * 8 + 2: return block_fixed<kPopcnt, kCount, 2, 2, 2>(a, st);
+      case (2 * 8 + 2) * 8 + 3: return block_fixed<kPopcnt, kCount, 2, 3, 2>(a, st);
+      case (2 * 8 + 2) * 8 + 4: return block_fixed<kPopcnt, kCount, 2, 4, 2>(a, st);
+      case (2 * 8 + 4) * 8 + 1: return block_fixed<kPopcnt, kCount, 4, 1, 2>(a, st);
+      case (2 * 8 + 4) * 8 + 2: return block_fixed<kPopcnt, kCount, 4, 2, 2>(a, st);
+      case (2 * 8 + 4) * 8 + 3: return block_fixed<kPopcnt, kCount, 4, 3, 2>(a, st);
+      case (2 * 8 + 4) * 8 + 4: return block_fixed<kPopcnt, kCount, 4, 4, 2>(a, st);
       default: break;
     }
   }
@@ -267,22 +309,25 @@ IMCSIM_INLINE void run_block(const BlockArgs& a, bool fixed_ok, FastStats& st) {
 }
 
 template <bool kPopcnt>
-IMCSIM_INLINE void run_block_any(const BlockArgs& a, bool fixed_ok, bool count, FastStats& st) {
-  if (count) run_block<kPopcnt, true>(a, fixed_ok, st);
-  else run_block<kPopcnt, false>(a, fixed_ok, st);
+IMCSIM_INLINE void run_block_any(const BlockArgs& a, uint32_t fixed_j, bool count, FastStats& st) {
+  if (count) run_block<kPopcnt, true>(a, fixed_j, st);
+  else run_block<kPopcnt, false>(a, fixed_j, st);
 }
 
-void run_block_portable(const BlockArgs& a, bool fixed_ok, bool count, FastStats& st) {
-  run_block_any<false>(a, fixed_ok, count, st);
+// The block loops are short (T groups, a handful of planes): scalar code beats GCC's
+// vectorisation of them (emulated 64-bit gathers and multiplies), so it is turned off here.
+__attribute__((optimize("no-tree-vectorize"))) void run_block_portable(const BlockArgs& a, uint32_t fixed_j, bool count,
+                                                                      FastStats& st) {
+  run_block_any<false>(a, fixed_j, count, st);
 }
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,bmi,bmi2,popcnt"))) void run_block_native(const BlockArgs& a, bool fixed_ok, bool count,
-                                                                     FastStats& st) {
-  run_block_any<true>(a, fixed_ok, count, st);
+__attribute__((target("avx2,bmi,bmi2,popcnt"), optimize("no-tree-vectorize"))) void run_block_native(
+    const BlockArgs& a, uint32_t fixed_j, bool count, FastStats& st) {
+  run_block_any<true>(a, fixed_j, count, st);
 }
 #else
-void run_block_native(const BlockArgs& a, bool fixed_ok, bool count, FastStats& st) {
-  run_block_any<false>(a, fixed_ok, count, st);
+void run_block_native(const BlockArgs& a, uint32_t fixed_j, bool count, FastStats& st) {
+  run_block_any<false>(a, fixed_j, count, st);
 }
 #endif
 
@@ -384,8 +429,10 @@ void BitPlaneCrossbar::accumulate(const uint64_t* words, const uint32_t* nonzero
                                   const PackedAdcLut& lut, int64_t* acc, FastStats* stats) const {
   const uint32_t G = static_cast<uint32_t>(tiles_.size()), S = static_cast<uint32_t>(slices_.size()),
                  T = static_cast<uint32_t>(groups_.size()), N = n_cols_;
-  std::vector<int64_t> wt(T), zsum(batch);
+  std::vector<int64_t> wt(T), zsum(batch), list_wt(size_t{batch} * 32);
   std::vector<uint32_t> nbits(T), nz(batch), nzero(batch);
+  std::vector<uint8_t> list(size_t{batch} * 32);
+  std::vector<const uint64_t*> ubase(batch);
   for (uint32_t t = 0; t < T; ++t) {
     wt[t] = int64_t{groups_[t].sign} * (int64_t{1} << groups_[t].bit_lo);
     nbits[t] = groups_[t].nbits;
@@ -397,12 +444,18 @@ void BitPlaneCrossbar::accumulate(const uint64_t* words, const uint32_t* nonzero
     for (uint32_t b = 0; b < batch; ++b) {
       nz[b] = nonzero[size_t{b} * G + g];
       int64_t zs = 0;
-      uint32_t cnt = 0;
-      for (uint32_t t = 0; t < T; ++t)
+      uint32_t cnt = 0, listed = 0;
+      for (uint32_t t = 0; t < T; ++t) {
         if (!((nz[b] >> t) & 1u)) {
           zs += wt[t];
           ++cnt;
+        } else {
+          list[size_t{b} * 32 + listed] = static_cast<uint8_t>(t);
+          list_wt[size_t{b} * 32 + listed] = wt[t];
+          ++listed;
         }
+      }
+      ubase[b] = words + size_t{b} * input_words_ + input_offset_[size_t{g} * T];
       zsum[b] = zs;
       nzero[b] = cnt;
       any_zero = any_zero || cnt > 0;
@@ -427,6 +480,9 @@ void BitPlaneCrossbar::accumulate(const uint64_t* words, const uint32_t* nonzero
       a.nonzero = nz.data();
       a.zsum = zsum.data();
       a.nzero = nzero.data();
+      a.list = list.data();
+      a.list_wt = list_wt.data();
+      a.ubase = ubase.data();
       a.batch = batch;
       a.wt = wt.data();
       a.ws = int64_t{slices_[s].sign} * (int64_t{1} << slices_[s].bit_lo);
@@ -434,7 +490,7 @@ void BitPlaneCrossbar::accumulate(const uint64_t* words, const uint32_t* nonzero
       a.lut = lut.entries + set0 * lut.size - lut.min;
       a.lut_col_stride = lut.granularity == AdcGranularity::kLayer ? 0 : lut.size;
       a.acc = acc;
-      const bool fixed_ok = single_bit_groups_ && blk.unsigned_planes && blk.planes >= 1;
+      const uint32_t fixed_j = blk.planes >= 1 ? uniform_group_bits_ : 0;
       if (blk.planes == 0) {
         // Every cell of the block is 0: p = 0 for every group.
         std::vector<uint32_t> none(batch, 0);
@@ -454,8 +510,8 @@ void BitPlaneCrossbar::accumulate(const uint64_t* words, const uint32_t* nonzero
         }
         continue;
       }
-      if (path_ == KernelPath::kNative) run_block_native(a, fixed_ok, count, local);
-      else run_block_portable(a, fixed_ok, count, local);
+      if (path_ == KernelPath::kNative) run_block_native(a, fixed_j, count, local);
+      else run_block_portable(a, fixed_j, count, local);
     }
   }
   if (stats) {

@@ -110,6 +110,7 @@ class BitPlaneCrossbar {
   std::vector<size_t> input_offset_;      // [g][t] -> word offset of U[g][t][0][0]
   size_t input_words_ = 0;
   bool single_bit_groups_ = true;         // every group has nbits == 1
+  uint32_t uniform_group_bits_ = 0;       // the widest group's nbits: planes per group in the input layout
   std::vector<Block> blocks_;             // [g][s]
   std::vector<uint64_t> planes_;
   int64_t psum_bound_ = 0;

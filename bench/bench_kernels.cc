@@ -1,0 +1,120 @@
+// imcsim_bench_kernels: times the functional engine (bit-exact, ADCs included) on one graph and
+// prints one line of figures: wall and CPU seconds, images/s, effective MAC/s (sum over IMC
+// layers of positions x K x N per image, / wall), peak RSS. Driven by scripts/bench_kernels.sh.
+//
+//   imcsim_bench_kernels --graph G.imcg [--images N] [--threads J] [--image-threads J]
+//                        [--kernel reference|portable|native] [--noise SIGMA_LSB]
+//                        [--dataset]   (Fashion-MNIST test images via run_dataset; else random codes)
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "models/crossbar/fast_mvm.h"
+#include "sim/data/idx_dataset.h"
+#include "sim/engine/functional_engine.h"
+#include "sim/graph/graph_loader.h"
+
+using namespace imcsim;
+
+namespace {
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec) + double(u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr, "imcsim_bench_kernels: %s\nusage: imcsim_bench_kernels --graph G.imcg [--images N] "
+                       "[--threads J] [--image-threads J] [--kernel reference|portable|native] [--noise SIGMA] "
+                       "[--dataset]\n", why);
+  std::exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string graph_file, kernel;
+  uint64_t images = 1;
+  unsigned threads = 0, image_threads = 1;
+  double noise = 0;
+  bool dataset = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage(("missing value for " + a).c_str());
+      return argv[++i];
+    };
+    if (a == "--graph") graph_file = value();
+    else if (a == "--images") images = std::stoull(value());
+    else if (a == "--threads") threads = static_cast<unsigned>(std::stoul(value()));
+    else if (a == "--image-threads") image_threads = static_cast<unsigned>(std::stoul(value()));
+    else if (a == "--kernel") kernel = value();
+    else if (a == "--noise") noise = std::stod(value());
+    else if (a == "--dataset") dataset = true;
+    else usage(("unknown option " + a).c_str());
+  }
+  if (graph_file.empty()) usage("--graph is required");
+  try {
+    std::optional<kernels::KernelPath> path;
+    if (!kernel.empty()) {
+      path = kernels::parse_kernel_path(kernel);
+      if (!path) usage("--kernel: expected reference, portable or native");
+    }
+    const graph::Graph g = graph::load_graph(graph_file);
+    kernels::NonidealSpec ni;
+    ni.adc_noise_sigma_lsb = noise;
+    const double t_load = cpu_seconds();
+    engine::FunctionalEngine eng(g, ni, 1, path);
+    eng.set_image_threads(image_threads);
+    const double setup_cpu = cpu_seconds() - t_load;
+    // MACs of one image: positions x K x N per IMC layer.
+    double macs = 0;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const auto s = eng.imc_shape(i);
+      macs += double(s.positions) * s.rows_k * s.cols_n;
+    }
+    const size_t elems = g.input.shape.elements();
+    const uint32_t bits = g.input.quant.bits;
+    const auto start = std::chrono::steady_clock::now();
+    const double cpu0 = cpu_seconds();
+    uint64_t correct = 0;
+    if (dataset) {
+      const auto ds = data::read_fashion_mnist(data::kDefaultFashionMnistDir, false);
+      if (images > ds.count) images = ds.count;
+      const auto r = engine::run_dataset(eng, ds.pixels, ds.labels, images, threads, nullptr);
+      correct = r.correct;
+    } else {
+      // Random input codes, one image after the other (image-threads share each layer).
+      std::mt19937_64 rng(12345);
+      std::vector<int32_t> codes(elems);
+      engine::EngineCounters counters;
+      for (uint64_t im = 0; im < images; ++im) {
+        for (auto& c : codes) c = static_cast<int32_t>(rng() & ((uint64_t{1} << bits) - 1));
+        eng.infer(codes, &counters, nullptr, nullptr, im);
+      }
+    }
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double cpu = cpu_seconds() - cpu0;
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    fmt::print("graph={} kernel={} images={} threads={} image_threads={} noise={} wall_s={:.4f} cpu_s={:.4f} "
+               "setup_cpu_s={:.3f} images_per_s={:.2f} gmac_per_s={:.3f} peak_rss_mib={:.1f}{}\n",
+               graph_file, kernels::kernel_path_name(eng.kernel_path()), images, threads, image_threads, noise, wall,
+               cpu, setup_cpu, double(images) / wall, macs * double(images) / wall * 1e-9,
+               double(u.ru_maxrss) / 1024.0,
+               dataset ? fmt::format(" accuracy={:.4f}", double(correct) / double(images)) : std::string());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "imcsim_bench_kernels: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
