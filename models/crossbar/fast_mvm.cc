@@ -376,40 +376,56 @@ void psums_native(const uint64_t* planes, const std::vector<BitPlaneCrossbar::Bl
 
 }  // namespace
 
+namespace {
+// Transposes an 8x8 bit matrix: bit 8i + j <-> bit 8j + i (byte i = row i).
+inline uint64_t transpose8x8(uint64_t x) {
+  uint64_t t = (x ^ (x >> 7)) & 0x00AA00AA00AA00AAull;
+  x = x ^ t ^ (t << 7);
+  t = (x ^ (x >> 14)) & 0x0000CCCC0000CCCCull;
+  x = x ^ t ^ (t << 14);
+  t = (x ^ (x >> 28)) & 0x00000000F0F0F0F0ull;
+  return x ^ t ^ (t << 28);
+}
+}  // namespace
+
 uint64_t BitPlaneCrossbar::pack_inputs(const int32_t* x_shifted, uint64_t* words, uint32_t* nonzero) const {
   std::fill(words, words + input_words_, 0);
   const size_t T = groups_.size();
-  const uint32_t in_mask = input_bits_ >= 32 ? ~0u : ((1u << input_bits_) - 1u);
+  const uint32_t in_bits = std::min<uint32_t>(input_bits_, 32);
+  const uint32_t in_mask = in_bits >= 32 ? ~0u : ((1u << in_bits) - 1u);
   uint64_t drives = 0;
+  uint64_t plane[32];  // bit b of the input pattern of 64 rows
   for (size_t g = 0; g < tiles_.size(); ++g) {
     const RowTile& tile = tiles_[g];
     const uint32_t W = words_per_tile_[g];
+    const int32_t* x = x_shifted + tile.row_begin;
     uint32_t nz = 0;
-    for (size_t t = 0; t < T; ++t) {
-      const InputGroup& gr = groups_[t];
-      const uint32_t gmask = (1u << gr.nbits) - 1u;
-      uint64_t* u = words + input_offset_[g * T + t];
-      uint64_t any = 0;
-      for (uint32_t r0 = 0; r0 < tile.rows(); r0 += 64) {
-        const uint32_t r1 = std::min(tile.rows(), r0 + 64);
-        const int32_t* x = x_shifted + tile.row_begin;
-        for (uint32_t j = 0; j < gr.nbits; ++j) {
-          uint64_t word = 0;
-          for (uint32_t r = r0; r < r1; ++r)
-            word |= uint64_t{((static_cast<uint32_t>(x[r]) & in_mask) >> (gr.bit_lo + j)) & 1u} << (r - r0);
-          u[size_t{j} * W + r0 / 64] = word;
-          any |= word;
-        }
-        if (gr.nbits == 1) {
-          drives += static_cast<uint64_t>(std::popcount(u[r0 / 64]));
-        } else {
-          uint64_t active = 0;
-          for (uint32_t j = 0; j < gr.nbits; ++j) active |= u[size_t{j} * W + r0 / 64];
-          drives += static_cast<uint64_t>(std::popcount(active));
+    for (uint32_t r0 = 0; r0 < tile.rows(); r0 += 64) {
+      const uint32_t rows = std::min(tile.rows() - r0, 64u);
+      // Input bit planes of rows [r0, r0 + rows): 8 rows x 8 bits at a time by a bit transpose.
+      for (uint32_t b = 0; b < in_bits; ++b) plane[b] = 0;
+      for (uint32_t r8 = 0; r8 < rows; r8 += 8) {
+        const uint32_t n8 = std::min(rows - r8, 8u);
+        for (uint32_t b0 = 0; b0 < in_bits; b0 += 8) {
+          uint64_t m = 0;
+          for (uint32_t i = 0; i < n8; ++i)
+            m |= uint64_t{((static_cast<uint32_t>(x[r0 + r8 + i]) & in_mask) >> b0) & 0xFFu} << (8 * i);
+          m = transpose8x8(m);
+          for (uint32_t b = b0; b < std::min(b0 + 8, in_bits); ++b) plane[b] |= ((m >> (8 * (b - b0))) & 0xFFu) << r8;
         }
       }
-      (void)gmask;
-      if (any) nz |= 1u << t;
+      for (size_t t = 0; t < T; ++t) {
+        const InputGroup& gr = groups_[t];
+        uint64_t* u = words + input_offset_[g * T + t];
+        uint64_t active = 0;
+        for (uint32_t j = 0; j < gr.nbits; ++j) {
+          const uint64_t word = gr.bit_lo + j < in_bits ? plane[gr.bit_lo + j] : 0;
+          u[size_t{j} * W + r0 / 64] = word;
+          active |= word;
+        }
+        drives += static_cast<uint64_t>(std::popcount(active));
+        if (active) nz |= 1u << t;
+      }
     }
     nonzero[g] = nz;
   }
