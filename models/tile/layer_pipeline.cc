@@ -17,7 +17,9 @@ sc_time cycles(uint64_t n) { return sc_time(static_cast<double>(n), SC_NS); }
 
 ChipFabric::ChipFabric(uint32_t global_buffer_ports, std::vector<std::string> link_names)
     : ports_(global_buffer_ports), ports_free_(global_buffer_ports), link_names_(std::move(link_names)),
-      link_held_(link_names_.size(), false), link_busy_(link_names_.size(), 0) {}
+      link_held_(link_names_.size(), false), link_busy_(link_names_.size(), 0) {
+  for (size_t l = 0; l < link_names_.size(); ++l) link_ev_.push_back(std::make_unique<sc_core::sc_event>());
+}
 
 namespace {
 uint64_t now() { return static_cast<uint64_t>(sc_core::sc_time_stamp().to_seconds() * 1e9 + 0.5); }
@@ -54,7 +56,7 @@ void ChipFabric::link_transfer(const std::vector<uint32_t>& path, uint64_t n, ui
     const auto held = std::find_if(path.begin(), path.end(), [&](uint32_t l) { return link_held_[l]; });
     if (held == path.end()) break;
     state = fmt::format("interconnect link '{}'", link_names_[*held]);
-    sc_core::wait(link_ev_);
+    sc_core::wait(*link_ev_[*held]);  // wakes when that link is released, then re-checks the path
   }
   state.clear();
   stall += now() - t0;
@@ -65,9 +67,9 @@ void ChipFabric::link_transfer(const std::vector<uint32_t>& path, uint64_t n, ui
   for (uint32_t l : path) {
     link_held_[l] = false;
     link_busy_[l] += n;
+    link_ev_[l]->notify(SC_ZERO_TIME);
   }
   busy += n;
-  link_ev_.notify(SC_ZERO_TIME);
 }
 
 LayerPipeline::LayerPipeline(sc_core::sc_module_name name, std::vector<PipelineJob> jobs, TraceOptions trace,
@@ -138,9 +140,10 @@ std::string LayerPipeline::stuck_description() const {
 void LayerPipeline::controller() {
   for (size_t j = 0; j < jobs_.size(); ++j) {
     const PipelineJob& job = jobs_[j];
-    if (upstream_ && !upstream_->job_done(j)) {
-      controller_state_ = "the previous layer's output of its job " + std::to_string(j);
-      while (!upstream_->job_done(j)) wait(upstream_->job_done_event());
+    for (const LayerPipeline* up : upstreams_) {
+      if (up->job_done(j)) continue;
+      controller_state_ = fmt::format("the previous layer's output of its job {} ({})", j, up->name());
+      while (!up->job_done(j)) wait(up->job_done_event());
       controller_state_.clear();
     }
     fetched_ = consumed_ = outputs_ready_ = written_ = 0;

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -49,7 +50,8 @@ class ChipFabric {
   std::vector<bool> link_held_;
   std::vector<uint64_t> link_busy_;
   uint64_t gb_busy_ = 0;
-  sc_core::sc_event port_ev_, link_ev_;
+  sc_core::sc_event port_ev_;
+  std::vector<std::unique_ptr<sc_core::sc_event>> link_ev_;  // per link: notified when it is released
 };
 
 // Where a job's cycles went, per stage (cycles).
@@ -108,8 +110,9 @@ class LayerPipeline : public sc_core::sc_module {
                 ChipFabric* fabric = nullptr);
   ~LayerPipeline() override;
 
-  // Inter-layer pipelining: job j may start only after `upstream` has finished its job j.
-  void set_upstream(const LayerPipeline* upstream) { upstream_ = upstream; }
+  // Inter-layer pipelining: job j may start only after every upstream pipeline (the previous
+  // layer, or each of its weight copies) has finished its job j.
+  void set_upstream(const LayerPipeline* upstream) { upstreams_.push_back(upstream); }
   void set_data_hooks(DataHooks* hooks) { hooks_ = hooks; }
   bool job_done(size_t job) const { return job < jobs_done_; }
   const sc_core::sc_event& job_done_event() const { return job_done_ev_; }
@@ -147,7 +150,7 @@ class LayerPipeline : public sc_core::sc_module {
   sc_core::sc_trace_file* vcd_ = nullptr;
 
   // Per-job state (reset by the controller at each job start).
-  const LayerPipeline* upstream_ = nullptr;
+  std::vector<const LayerPipeline*> upstreams_;
   size_t jobs_done_ = 0;
   sc_core::sc_event job_done_ev_;
   int64_t current_job_ = -1;

@@ -89,10 +89,10 @@ CostReport analytical_cost(const graph::Graph& graph, const mapping::Mapping& ma
       ev.output_buffer_bytes = P * N * element_bytes(node.output_quant);
       ev.digital_ops = P * N * 4;  // corrections, scale, bias, requantise
       ev.macs = P * K * N;
-      // Every position's input share and output vector cross the interconnect (schedule.h).
-      ev.interconnect_bit_hops =
-          P * 8.0 * (double(sched.gb_bytes_in_per_position) * double(sched.link_path_in.size()) +
-                     double(sched.gb_bytes_out_per_position) * double(sched.link_path_out.size()));
+      // Every position's input share and output vector cross the interconnect (schedule.h),
+      // the positions spread over the weight copies.
+      ev.interconnect_bit_hops = P * 8.0 * (double(sched.gb_bytes_in_per_position) * sched.mean_hops_in +
+                                            double(sched.gb_bytes_out_per_position) * sched.mean_hops_out);
       at(nc.energy_pj, Component::kAdc) = ev.adc_conversions * adc_energy_pj_at(arch, lm.adc_bits);
     } else {
       ev.digital_ops = static_cast<double>(schedule[i].digital_ops);

@@ -78,8 +78,16 @@ std::vector<NodeSchedule> build_schedule(const graph::Graph& graph, const Mappin
       // Global buffer <-> home tile over the interconnect (docs/timing_model.md).
       const auto& net = config::interconnect_model(arch.interconnect.kind);
       s.home_tile = lm.first_tile;
-      s.link_path_in = net.path(lm.first_tile, arch.chip.tiles, true);
-      s.link_path_out = net.path(lm.first_tile, arch.chip.tiles, false);
+      const uint64_t arrays_per_copy = uint64_t{lm.row_tiles} * lm.col_tiles;
+      for (uint32_t c = 0; c < std::max<uint32_t>(lm.replication, 1); ++c) {
+        const auto home = static_cast<uint32_t>(lm.first_tile + c * arrays_per_copy / arch.tile.arrays_per_tile);
+        s.copy_paths_in.push_back(net.path(home, arch.chip.tiles, true));
+        s.copy_paths_out.push_back(net.path(home, arch.chip.tiles, false));
+        s.mean_hops_in += double(s.copy_paths_in.back().size()) / double(std::max<uint32_t>(lm.replication, 1));
+        s.mean_hops_out += double(s.copy_paths_out.back().size()) / double(std::max<uint32_t>(lm.replication, 1));
+      }
+      s.link_path_in = s.copy_paths_in.front();
+      s.link_path_out = s.copy_paths_out.front();
       const uint64_t in_bytes = graph.tensor_shape(node.inputs[0]).elements() * element_bytes(in_q);
       s.gb_bytes_in_per_position = timing::ceil_div(in_bytes, std::max<uint64_t>(lm.positions, 1));
       s.gb_bytes_out_per_position = uint64_t{lm.cols_n} * element_bytes(node.output_quant);

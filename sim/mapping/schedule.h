@@ -27,6 +27,11 @@ struct NodeSchedule {
   uint32_t home_tile = 0;
   uint64_t gb_bytes_in_per_position = 0, gb_bytes_out_per_position = 0;
   std::vector<uint32_t> link_path_in, link_path_out;  // interconnect link ids (hops = size)
+  // Weight copies (replication r): copy c's home tile is the tile holding its first array
+  // (copies are laid out one after another from first_tile); copy 0 is link_path_in/out.
+  // The pipelined SystemC model runs each copy as its own pipeline (imc.positions each).
+  std::vector<std::vector<uint32_t>> copy_paths_in, copy_paths_out;  // one per copy
+  double mean_hops_in = 0, mean_hops_out = 0;                         // over the copies
   uint64_t digital_ops = 0;        // digital nodes
   uint64_t digital_macs = 0;       // digital nodes: multiply-accumulates (digital layers, attention)
   uint64_t digital_cycles = 0;     // digital nodes: ceil(ops / lanes)

@@ -105,22 +105,43 @@ SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>&
     throw TimingError("the global buffer needs at least one port");
   std::vector<std::string> link_names = options.fabric.link_names;
   for (const auto& s : schedule)
+    for (const auto* paths : {&s.copy_paths_in, &s.copy_paths_out})
+      for (const auto& path : *paths)
+        for (uint32_t l : path)
+          while (link_names.size() <= l) link_names.push_back(fmt::format("link {}", link_names.size()));
+  for (const auto& s : schedule)
     for (const auto* path : {&s.link_path_in, &s.link_path_out})
       for (uint32_t l : *path)
         while (link_names.size() <= l) link_names.push_back(fmt::format("link {}", link_names.size()));
   ChipFabric fabric(options.fabric.global_buffer_ports, link_names);
+  std::vector<std::vector<LayerPipeline*>> stage_pipes;  // pipelined: the pipelines of each node
   if (!pipelined) {
     std::vector<PipelineJob> jobs;
     for (uint64_t image = 0; image < options.images; ++image)
       for (const auto& s : schedule) jobs.push_back(job_of(s));
     stages.push_back(std::make_unique<LayerPipeline>("chip", std::move(jobs), trace, &fabric));
   } else {
+    // One pipeline per node, or per weight copy of a replicated node (each copy on its own
+    // tiles, with its own route to the global buffer); a node's job j starts when every
+    // pipeline of the previous node has finished its job j.
     for (size_t k = 0; k < schedule.size(); ++k) {
-      std::vector<PipelineJob> jobs(options.images, job_of(schedule[k]));
-      // Only the first stage traces (SystemC allows one VCD file per signal set here).
-      stages.push_back(std::make_unique<LayerPipeline>(fmt::format("stage_{}", k).c_str(), std::move(jobs),
-                                                       k == 0 ? trace : TraceOptions{}, &fabric));
-      if (k > 0) stages[k]->set_upstream(stages[k - 1].get());
+      const size_t copies = std::max<size_t>(1, schedule[k].copy_paths_in.size());
+      for (size_t c = 0; c < copies; ++c) {
+        PipelineJob job = job_of(schedule[k]);
+        if (c < schedule[k].copy_paths_in.size()) {
+          job.link_path_in = schedule[k].copy_paths_in[c];
+          job.link_path_out = schedule[k].copy_paths_out[c];
+        }
+        std::vector<PipelineJob> jobs(options.images, job);
+        const std::string name = copies == 1 ? fmt::format("stage_{}", k) : fmt::format("stage_{}_copy_{}", k, c);
+        // Only the first stage traces (SystemC allows one VCD file per signal set here).
+        stages.push_back(std::make_unique<LayerPipeline>(name.c_str(), std::move(jobs),
+                                                         k == 0 && c == 0 ? trace : TraceOptions{}, &fabric));
+        if (k > 0)
+          for (LayerPipeline* up : stage_pipes[k - 1]) stages.back()->set_upstream(up);
+      }
+      stage_pipes.emplace_back();
+      for (size_t c = 0; c < copies; ++c) stage_pipes[k].push_back(stages[stages.size() - copies + c].get());
     }
   }
   std::string data_error;
@@ -143,7 +164,7 @@ SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>&
         for (uint64_t image = 0; image < options.images; ++image) jobs.emplace_back(image, schedule[k].node_index);
       }
       adapters.push_back(std::make_unique<DataAdapter>(*options.data, std::move(jobs), data_error));
-      stages[k]->set_data_hooks(adapters.back().get());
+      stages[k]->set_data_hooks(adapters.back().get());  // one pipeline per node: no copies here
     }
   }
   sc_core::sc_start();  // runs until no event is pending
@@ -191,11 +212,40 @@ SystemcTimingResult run_systemc_timing(const std::vector<mapping::NodeSchedule>&
       image_end[i] = results[i * n_nodes + n_nodes - 1].end_cycle;
     }
   } else {
+    // A node's job spans from its first copy's start to its last copy's end; stalls add up.
+    auto combined = [&](size_t k, uint64_t i) {
+      JobResult jr = stage_pipes[k][0]->results()[i];
+      for (size_t c = 1; c < stage_pipes[k].size(); ++c) {
+        const JobResult& o = stage_pipes[k][c]->results()[i];
+        jr.start_cycle = std::min(jr.start_cycle, o.start_cycle);
+        jr.end_cycle = std::max(jr.end_cycle, o.end_cycle);
+        const StageStats& a = o.stats;
+        StageStats& b = jr.stats;
+        b.array_read += a.array_read;
+        b.array_stall_input += a.array_stall_input;
+        b.array_stall_sample_hold += a.array_stall_sample_hold;
+        b.adc_busy += a.adc_busy;
+        b.adc_idle += a.adc_idle;
+        b.bus_busy += a.bus_busy;
+        b.fetch_stall_bus += a.fetch_stall_bus;
+        b.fetch_stall_slot += a.fetch_stall_slot;
+        b.write_stall_bus += a.write_stall_bus;
+        b.digital_busy += a.digital_busy;
+        b.gb_busy += a.gb_busy;
+        b.fetch_stall_gb += a.fetch_stall_gb;
+        b.write_stall_gb += a.write_stall_gb;
+        b.link_busy += a.link_busy;
+        b.link_hop_cycles += a.link_hop_cycles;
+        b.fetch_stall_link += a.fetch_stall_link;
+        b.write_stall_link += a.write_stall_link;
+      }
+      return jr;
+    };
     for (size_t k = 0; k < n_nodes; ++k)
-      for (const auto& jr : stages[k]->results()) add(k, jr);
+      for (uint64_t i = 0; i < options.images; ++i) add(k, combined(k, i));
     for (uint64_t i = 0; i < options.images; ++i) {
-      image_start[i] = stages.front()->results()[i].start_cycle;
-      image_end[i] = stages.back()->results()[i].end_cycle;
+      image_start[i] = combined(0, i).start_cycle;
+      image_end[i] = combined(n_nodes - 1, i).end_cycle;
     }
   }
   r.total_cycles = image_end.back() - image_start.front();
