@@ -1,13 +1,15 @@
 #!/usr/bin/python3
-"""Shape-only workloads at real scale: ResNet-18 and VGG-16 with ImageNet input shapes.
+"""Shape-only workloads at real scale: ResNet-18, VGG-16 and Inception-V3 with ImageNet input
+shapes, and a DistilBERT-shaped transformer encoder.
 
 Architectures only (no weights, nothing downloaded): graphs with shape_only = true, for
 latency / energy / area studies with `imcsim run --timing-only`. Every conv and linear layer
-is an IMC layer with the chosen bits, encoding, tiling and ADC; pooling and residual adds are
-digital nodes. Inception-V3 (needs channel concatenation) and a DistilBERT-shaped encoder
-(needs attention, softmax, layer norm) wait for those operations in the graph format.
+is an IMC layer with the chosen bits, encoding, tiling and ADC (with --digital-first-last the
+first and last layers are kept digital instead); pooling, residual adds, concatenation,
+attention score / context matmuls, softmax, layer norm and GELU are digital-unit nodes.
 
     /usr/bin/python3 scripts/make_shape_workloads.py --out-dir workloads/shapes
+    /usr/bin/python3 scripts/make_shape_workloads.py --models inception_v3,distilbert
 
 With --random-weights SEED the graphs carry seeded random weights instead (shape_only = false),
 so that the functional engine can run them on random inputs (benchmarks:
@@ -64,21 +66,36 @@ class Builder:
         self.shapes[name] = list(shape)
         return n
 
-    def imc(self, x, cout, k=1, stride=1, pad=0, relu=True, linear=False, last=False):
+    def imc(self, x, cout, k=1, stride=1, pad=0, relu=True, linear=False, last=False, digital=False):
+        """A conv (k, stride, pad: int or (h, w)) or linear layer (on a vector or on tokens)."""
         a = self.args
-        cin = self.shapes[x][0]
+        kh, kw = (k, k) if isinstance(k, int) else k
+        sh, sw = (stride, stride) if isinstance(stride, int) else stride
+        ph, pw = (pad, pad) if isinstance(pad, int) else pad
+        in_shape = self.shapes[x]
         if linear:
-            shape = [cout]
+            cin = in_shape[-1]
+            shape = [in_shape[0], cout] if len(in_shape) == 2 else [cout]
         else:
-            _, h, w = self.shapes[x]
-            shape = [cout, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1]
+            cin, h, w = in_shape
+            shape = [cout, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1]
         n = self._node("fc" if linear else "conv", [x], shape, bits=0 if last else None)
+        if digital:   # kept digital: exact integer MACs in the digital unit
+            d = n.digital
+            d.kind = pb.DigitalLayer.KIND_LINEAR if linear else pb.DigitalLayer.KIND_CONV2D
+            d.in_channels, d.out_channels = cin, cout
+            if not linear:
+                d.kernel_h, d.kernel_w, d.stride_h, d.stride_w, d.pad_h, d.pad_w = kh, kw, sh, sw, ph, pw
+            d.groups = 1
+            d.weight_bits = a.weight_bits
+            d.activation = pb.ACTIVATION_RELU if relu else pb.ACTIVATION_NONE
+            return n.name
         l = n.imc
         l.kind = pb.ImcLayer.KIND_LINEAR if linear else pb.ImcLayer.KIND_CONV2D
         l.in_channels, l.out_channels = cin, cout
-        l.kernel_h = l.kernel_w = 1 if linear else k
-        l.stride_h = l.stride_w = 1 if linear else stride
-        l.pad_h = l.pad_w = 0 if linear else pad
+        l.kernel_h, l.kernel_w = (1, 1) if linear else (kh, kw)
+        l.stride_h, l.stride_w = (1, 1) if linear else (sh, sw)
+        l.pad_h, l.pad_w = (0, 0) if linear else (ph, pw)
         l.weight_bits, l.cell_bits, l.dac_bits = a.weight_bits, a.cell_bits, a.dac_bits
         l.encoding = pb.WEIGHT_ENCODING_OFFSET
         l.row_tiling = pb.ROW_TILING_CONTIGUOUS
@@ -109,7 +126,25 @@ class Builder:
             l.weight_scale.append(1.0 / (74.0 * math.sqrt(k_rows)))
         return n.name
 
-    def pool(self, x, kind, k, stride, pad=0):
+    def op(self, kind, inputs, shape, **fields):
+        """A digital-unit node without values (shape-only): concat, global_avg_pool, to_tokens,
+        attention_scores, softmax, attention_context, layer_norm, lut."""
+        n = self._node(kind, inputs, shape)
+        msg = getattr(n, kind)
+        msg.SetInParent()
+        for k, v in fields.items():
+            setattr(msg, k, v)
+        return n.name
+
+    def concat(self, xs):
+        c = sum(self.shapes[x][0] for x in xs)
+        return self.op("concat", xs, [c] + self.shapes[xs[0]][1:])
+
+    def global_avg_pool(self, x):
+        s = self.shapes[x]
+        return self.op("global_avg_pool", [x], [s[0]] if len(s) == 3 else [s[1]])
+
+    def pool(self, x, kind, k, stride, pad=0):  # noqa: D401
         c, h, w = self.shapes[x]
         shape = [c, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1]
         n = self._node("maxpool" if kind == "max" else "avgpool", [x], shape)
@@ -169,6 +204,103 @@ def w1(args):
     return b.g
 
 
+def inception_v3(args):
+    """torchvision's Inception-V3 (no auxiliary head), 3x299x299, 1000 classes."""
+    b = Builder("inception_v3_imagenet_shapes", args, [3, 299, 299])
+    dfl = args.digital_first_last
+
+    def conv(x, cout, k=1, stride=1, pad=0):
+        return b.imc(x, cout, k=k, stride=stride, pad=pad)
+
+    def block_a(x, pool_features):
+        b1 = conv(x, 64)
+        b5 = conv(conv(x, 48), 64, k=5, pad=2)
+        b3 = conv(conv(conv(x, 64), 96, k=3, pad=1), 96, k=3, pad=1)
+        bp = conv(b.pool(x, "avg", 3, 1, 1), pool_features)
+        return b.concat([b1, b5, b3, bp])
+
+    def block_b(x):
+        b3 = conv(x, 384, k=3, stride=2)
+        bd = conv(conv(conv(x, 64), 96, k=3, pad=1), 96, k=3, stride=2)
+        bp = b.pool(x, "max", 3, 2)
+        return b.concat([b3, bd, bp])
+
+    def block_c(x, c7):
+        b1 = conv(x, 192)
+        b7 = conv(conv(conv(x, c7), c7, k=(1, 7), pad=(0, 3)), 192, k=(7, 1), pad=(3, 0))
+        bd = conv(x, c7)
+        for cout, k, p in [(c7, (7, 1), (3, 0)), (c7, (1, 7), (0, 3)), (c7, (7, 1), (3, 0)), (192, (1, 7), (0, 3))]:
+            bd = conv(bd, cout, k=k, pad=p)
+        bp = conv(b.pool(x, "avg", 3, 1, 1), 192)
+        return b.concat([b1, b7, bd, bp])
+
+    def block_d(x):
+        b3 = conv(conv(x, 192), 320, k=3, stride=2)
+        b7 = conv(conv(conv(conv(x, 192), 192, k=(1, 7), pad=(0, 3)), 192, k=(7, 1), pad=(3, 0)), 192, k=3, stride=2)
+        bp = b.pool(x, "max", 3, 2)
+        return b.concat([b3, b7, bp])
+
+    def block_e(x):
+        b1 = conv(x, 320)
+        t = conv(x, 384)
+        b3 = b.concat([conv(t, 384, k=(1, 3), pad=(0, 1)), conv(t, 384, k=(3, 1), pad=(1, 0))])
+        t = conv(conv(x, 448), 384, k=3, pad=1)
+        bd = b.concat([conv(t, 384, k=(1, 3), pad=(0, 1)), conv(t, 384, k=(3, 1), pad=(1, 0))])
+        bp = conv(b.pool(x, "avg", 3, 1, 1), 192)
+        return b.concat([b1, b3, bd, bp])
+
+    x = b.imc("input", 32, k=3, stride=2, digital=dfl)
+    x = conv(x, 32, k=3)
+    x = conv(x, 64, k=3, pad=1)
+    x = b.pool(x, "max", 3, 2)
+    x = conv(x, 80)
+    x = conv(x, 192, k=3)
+    x = b.pool(x, "max", 3, 2)
+    x = block_a(x, 32)
+    x = block_a(x, 64)
+    x = block_a(x, 64)
+    x = block_b(x)
+    for c7 in (128, 160, 160, 192):
+        x = block_c(x, c7)
+    x = block_d(x)
+    x = block_e(x)
+    x = block_e(x)
+    x = b.global_avg_pool(x)
+    b.imc(x, 1000, linear=True, relu=False, last=True, digital=dfl)
+    b.g.num_classes = 1000
+    return b.g
+
+
+def distilbert(args):
+    """A DistilBERT-shaped encoder (6 layers, d = 768, 12 heads, FFN 3072, sequence 128),
+    post-layer-norm blocks as DistilBERT; input = the 128 x 768 embeddings (the table lookup
+    is not a matmul), a mean over tokens, pre-classifier (ReLU) and a 2-class classifier."""
+    T, D, H, F, L = args.seq_len, 768, 12, 3072, 6
+    b = Builder("distilbert_seq%d_shapes" % T, args, [1, T, D])
+    x = b.op("to_tokens", ["input"], [T, D], patch_h=1, patch_w=D)
+    x = b.op("layer_norm", [x], [T, D])                       # embedding layer norm
+    for _ in range(L):
+        q = b.imc(x, D, linear=True, relu=False)
+        k = b.imc(x, D, linear=True, relu=False)
+        v = b.imc(x, D, linear=True, relu=False)
+        s = b.op("attention_scores", [q, k], [H, T, T], heads=H, scale=1.0 / math.sqrt(D // H))
+        p = b.op("softmax", [s], [H, T, T])
+        c = b.op("attention_context", [p, v], [T, D])
+        o = b.imc(c, D, linear=True, relu=False)
+        x = b.op("layer_norm", [b.add(x, o, relu=False)], [T, D])
+        h = b.op("lut", [b.imc(x, F, linear=True, relu=False)], [T, F], function="gelu")
+        f = b.imc(h, D, linear=True, relu=False)
+        x = b.op("layer_norm", [b.add(x, f, relu=False)], [T, D])
+    x = b.global_avg_pool(x)
+    x = b.imc(x, D, linear=True, relu=True, digital=args.digital_first_last)
+    b.imc(x, 2, linear=True, relu=False, last=True, digital=args.digital_first_last)
+    b.g.num_classes = 2
+    return b.g
+
+
+NETWORKS = {"resnet18": resnet18, "vgg16": vgg16, "w1": w1, "inception_v3": inception_v3, "distilbert": distilbert}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out-dir", default="workloads/shapes")
@@ -183,11 +315,19 @@ def main():
     ap.add_argument("--suffix", default="", help="appended to the file names, e.g. _6b2b3b")
     ap.add_argument("--random-weights", type=int, default=None, metavar="SEED",
                     help="seeded random weights instead of shape-only graphs (write to a scratch dir)")
-    ap.add_argument("--models", default="resnet18,vgg16", help="comma-separated: resnet18, vgg16, w1")
+    ap.add_argument("--models", default="resnet18,vgg16",
+                    help="comma-separated: " + ", ".join(NETWORKS))
+    ap.add_argument("--digital-first-last", action="store_true",
+                    help="keep the first and last layers digital (exact integer MACs, no ADC)")
+    ap.add_argument("--seq-len", type=int, default=128, help="DistilBERT sequence length")
     args = ap.parse_args()
-    makers = {"resnet18": resnet18, "vgg16": vgg16, "w1": w1}
     for name in args.models.split(","):
-        g = makers[name](args)
+        if name not in NETWORKS:
+            ap.error(f"--models: unknown network '{name}' (expected {', '.join(NETWORKS)})")
+        if args.random_weights is not None and (name in ("inception_v3", "distilbert") or args.digital_first_last):
+            ap.error(f"--random-weights: not available for {name} / --digital-first-last (digital-unit "
+                     "nodes would need tables and weights); shape-only only")
+        g = NETWORKS[name](args)
         if args.random_weights is not None:
             g.name = g.name.replace("_shapes", "_random")
         path = os.path.join(args.out_dir, f"{g.name.replace('_shapes', '')}{args.suffix}.imcg")
