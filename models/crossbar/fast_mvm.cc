@@ -5,6 +5,11 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define IMCSIM_X86 1
+#endif
+
 namespace imcsim::kernels {
 
 const char* kernel_path_name(KernelPath path) {
@@ -126,6 +131,47 @@ BitPlaneCrossbar::BitPlaneCrossbar(std::span<const int16_t> cells, uint32_t k_ro
       }
     }
   }
+  build_nibbles(cells);
+}
+
+// Nibble tables for the native kernel (see accumulate_nibble).
+void BitPlaneCrossbar::build_nibbles(std::span<const int16_t> cells) {
+  const size_t G = tiles_.size(), S = slices_.size(), N = n_cols_;
+  int32_t max_level = 0;
+  for (const Block& b : blocks_) {
+    if (!b.unsigned_planes) return;
+    max_level = std::max(max_level, (int32_t{1} << b.planes) - 1);
+  }
+  if (path_ != KernelPath::kNative || !single_bit_groups_ || groups_.size() > 64 || max_level > 63 ||
+      psum_bound_ >= 32768)
+    return;
+  row_groups_.resize(G);
+  nibble_offset_.resize(G * S);
+  nibble_column_ = 0;
+  for (size_t g = 0; g < G; ++g) {
+    row_groups_[g] = (tiles_[g].rows() + 3) / 4;
+    for (size_t s = 0; s < S; ++s) {
+      nibble_offset_[g * S + s] = nibble_column_;
+      nibble_column_ += size_t{row_groups_[g]} * 16;
+    }
+  }
+  nibbles_.assign(nibble_column_ * N, 0);
+  for (size_t n = 0; n < N; ++n)
+    for (size_t g = 0; g < G; ++g)
+      for (size_t s = 0; s < S; ++s) {
+        uint8_t* t = nibbles_.data() + n * nibble_column_ + nibble_offset_[g * S + s];
+        for (uint32_t r = 0; r < row_groups_[g]; ++r)
+          for (uint32_t pat = 0; pat < 16; ++pat) {
+            int32_t sum = 0;
+            for (uint32_t j = 0; j < 4; ++j) {
+              const uint32_t row = tiles_[g].row_begin + 4 * r + j;
+              if ((pat >> j) & 1u && row < tiles_[g].row_end) sum += cells[(size_t{row} * S + s) * N + n];
+            }
+            t[size_t{r} * 16 + pat] = static_cast<uint8_t>(sum);
+          }
+      }
+  nibble_flush_ = std::max<uint32_t>(1, 255 / std::max<uint32_t>(1, 4 * static_cast<uint32_t>(max_level)));
+  nibble_ok_ = true;
 }
 
 namespace {
@@ -445,6 +491,13 @@ void BitPlaneCrossbar::accumulate(const uint64_t* words, const uint32_t* nonzero
                                   const PackedAdcLut& lut, int64_t* acc, FastStats* stats) const {
   const uint32_t G = static_cast<uint32_t>(tiles_.size()), S = static_cast<uint32_t>(slices_.size()),
                  T = static_cast<uint32_t>(groups_.size()), N = n_cols_;
+  if (nibble_ok_ && lut.entries32 && lut.min <= 0) {
+    // 32-bit lanes: sum over tiles and slices of |value| * 2^bitlo_s must stay below 2^31.
+    int64_t shift_sum = 0;
+    for (const auto& sl : slices_) shift_sum += int64_t{1} << sl.bit_lo;
+    if (lut.max_abs_value * shift_sum * G < (int64_t{1} << 31))
+      return accumulate_nibble(words, batch, lut, acc, stats);
+  }
   std::vector<int64_t> wt(T), zsum(batch), list_wt(size_t{batch} * 32);
   std::vector<uint32_t> nbits(T), nz(batch), nzero(batch);
   std::vector<uint8_t> list(size_t{batch} * 32);
@@ -536,5 +589,142 @@ void BitPlaneCrossbar::accumulate(const uint64_t* words, const uint32_t* nonzero
     stats->psum_max = std::max(stats->psum_max, local.psum_max);
   }
 }
+
+// The native nibble kernel. Lanes are (position, group) pairs, 64 per chunk (64 / T positions).
+// For each column n, tile g and slice s, the partial sums of all lanes come from byte table
+// lookups: p = sum over 4-row groups r of table[r][nibble r of the lane's input bits], 32 lanes
+// per VPSHUFB, summed in bytes (widened to 16 bits every nibble_flush_ row groups). Then one
+// VPGATHERDD per 8 lanes fetches value * 2 + saturated from the int32 ADC table and the lanes
+// accumulate sign_s 2^bitlo_s value in 32 bits; per column the lanes are folded into the
+// positions' accumulators with their groups' weights.
+#if IMCSIM_X86
+__attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulate_nibble(
+    const uint64_t* words, uint32_t batch, const PackedAdcLut& lut, int64_t* acc, FastStats* stats) const {
+  const uint32_t G = static_cast<uint32_t>(tiles_.size()), S = static_cast<uint32_t>(slices_.size()),
+                 T = static_cast<uint32_t>(groups_.size()), N = n_cols_;
+  const uint32_t per_chunk = 64 / T, chunks = (batch + per_chunk - 1) / per_chunk;
+  std::vector<size_t> gofs(G + 1, 0);
+  for (uint32_t g = 0; g < G; ++g) gofs[g + 1] = gofs[g] + size_t{row_groups_[g]} * 64;
+  const size_t chunk_bytes = gofs[G];
+  // Input nibbles [chunk][g][r][lane], lane = b * T + t (unused lanes 0).
+  std::vector<uint8_t, std::allocator<uint8_t>> idx(chunks * chunk_bytes + 32, 0);
+  for (uint32_t c = 0; c < chunks; ++c)
+    for (uint32_t bl = 0; bl < per_chunk; ++bl) {
+      const uint32_t b = c * per_chunk + bl;
+      if (b >= batch) break;
+      for (uint32_t g = 0; g < G; ++g)
+        for (uint32_t t = 0; t < T; ++t) {
+          const uint64_t* u = words + size_t{b} * input_words_ + input_offset_[size_t{g} * T + t];
+          uint8_t* dst = idx.data() + c * chunk_bytes + gofs[g] + bl * T + t;
+          for (uint32_t r = 0; r < row_groups_[g]; ++r) dst[size_t{r} * 64] = static_cast<uint8_t>((u[r / 16] >> (4 * (r % 16))) & 15u);
+        }
+    }
+  // Slot k (0..63) of the widened 16-bit vectors -> lane.
+  uint32_t lane_of_slot[64];
+  for (uint32_t k = 0; k < 64; ++k) {
+    const uint32_t w = k / 16, e = k % 16, v = w / 2, h = w % 2;
+    lane_of_slot[k] = v * 32 + (e < 8 ? h * 8 + e : 16 + h * 8 + (e - 8));
+  }
+  std::vector<int32_t> valid(size_t{chunks} * 64);
+  for (uint32_t c = 0; c < chunks; ++c)
+    for (uint32_t k = 0; k < 64; ++k) {
+      const uint32_t lane = lane_of_slot[k], bl = lane / T;
+      valid[size_t{c} * 64 + k] = (bl < per_chunk && c * per_chunk + bl < batch) ? -1 : 0;
+    }
+  std::vector<int64_t> wt(T);
+  for (uint32_t t = 0; t < T; ++t) wt[t] = int64_t{groups_[t].sign} * (int64_t{1} << groups_[t].bit_lo);
+  alignas(32) int32_t acc32[64];
+  const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
+  __m256i satv = zero, minv = _mm256_set1_epi32(-1), maxv = zero;
+  const bool count = stats != nullptr;
+  const size_t col_stride = lut.granularity == AdcGranularity::kLayer ? 0 : lut.size;
+  for (uint32_t n = 0; n < N; ++n) {
+    const uint8_t* col = nibbles_.data() + size_t{n} * nibble_column_;
+    for (uint32_t c = 0; c < chunks; ++c) {
+      for (uint32_t k = 0; k < 64; k += 8) _mm256_store_si256(reinterpret_cast<__m256i*>(acc32 + k), zero);
+      const uint8_t* ic = idx.data() + c * chunk_bytes;
+      const __m256i* vmask = reinterpret_cast<const __m256i*>(valid.data() + size_t{c} * 64);
+      for (uint32_t g = 0; g < G; ++g) {
+        const uint32_t RG = row_groups_[g];
+        const uint8_t* ig = ic + gofs[g];
+        for (uint32_t s = 0; s < S; ++s) {
+          const uint8_t* tab = col + nibble_offset_[size_t{g} * S + s];
+          __m256i a0 = zero, a1 = zero, w0 = zero, w1 = zero, w2 = zero, w3 = zero;
+          uint32_t pending = 0;
+          for (uint32_t r = 0; r < RG; ++r) {
+            const __m256i tb = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tab + size_t{r} * 16)));
+            const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64));
+            const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64 + 32));
+            a0 = _mm256_add_epi8(a0, _mm256_shuffle_epi8(tb, x0));
+            a1 = _mm256_add_epi8(a1, _mm256_shuffle_epi8(tb, x1));
+            if (++pending == nibble_flush_) {
+              w0 = _mm256_add_epi16(w0, _mm256_unpacklo_epi8(a0, zero));
+              w1 = _mm256_add_epi16(w1, _mm256_unpackhi_epi8(a0, zero));
+              w2 = _mm256_add_epi16(w2, _mm256_unpacklo_epi8(a1, zero));
+              w3 = _mm256_add_epi16(w3, _mm256_unpackhi_epi8(a1, zero));
+              a0 = a1 = zero;
+              pending = 0;
+            }
+          }
+          w0 = _mm256_add_epi16(w0, _mm256_unpacklo_epi8(a0, zero));
+          w1 = _mm256_add_epi16(w1, _mm256_unpackhi_epi8(a0, zero));
+          w2 = _mm256_add_epi16(w2, _mm256_unpacklo_epi8(a1, zero));
+          w3 = _mm256_add_epi16(w3, _mm256_unpackhi_epi8(a1, zero));
+          // ADC and shift-add of the 64 slots.
+          const uint64_t set0 = lut.granularity == AdcGranularity::kSliceTileColumn ? (uint64_t{g} * S + s) * N : 0;
+          const int32_t* L = lut.entries32 + set0 * lut.size - lut.min + n * col_stride;
+          const __m128i sh = _mm_cvtsi32_si128(static_cast<int>(slices_[s].bit_lo));
+          const bool negative = slices_[s].sign < 0;
+          const __m256i wv[4] = {w0, w1, w2, w3};
+          for (uint32_t wk = 0; wk < 4; ++wk)
+            for (uint32_t q = 0; q < 2; ++q) {
+              const uint32_t k = wk * 16 + q * 8;
+              const __m256i p = _mm256_cvtepu16_epi32(q ? _mm256_extracti128_si256(wv[wk], 1)
+                                                        : _mm256_castsi256_si128(wv[wk]));
+              const __m256i e = _mm256_i32gather_epi32(L, p, 4);
+              const __m256i v = _mm256_sll_epi32(_mm256_srai_epi32(e, 1), sh);
+              __m256i* a = reinterpret_cast<__m256i*>(acc32 + k);
+              *a = negative ? _mm256_sub_epi32(*a, v) : _mm256_add_epi32(*a, v);
+              if (count) {
+                const __m256i m = _mm256_loadu_si256(vmask + k / 8);
+                satv = _mm256_add_epi32(satv, _mm256_and_si256(_mm256_and_si256(e, one), m));
+                minv = _mm256_min_epu32(minv, _mm256_or_si256(p, _mm256_andnot_si256(m, _mm256_set1_epi32(-1))));
+                maxv = _mm256_max_epu32(maxv, _mm256_and_si256(p, m));
+              }
+            }
+        }
+      }
+      // Fold the lanes into the positions' accumulators.
+      for (uint32_t k = 0; k < 64; ++k) {
+        const uint32_t lane = lane_of_slot[k], bl = lane / T, t = lane % T;
+        if (bl >= per_chunk) continue;
+        const uint32_t b = c * per_chunk + bl;
+        if (b >= batch) continue;
+        acc[size_t{b} * N + n] += wt[t] * acc32[k];
+      }
+    }
+  }
+  if (count) {
+    alignas(32) uint32_t sv[8], mn[8], mx[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sv), satv);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(mn), minv);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(mx), maxv);
+    uint64_t sat = 0;
+    uint32_t lo = UINT32_MAX, hi = 0;
+    for (int i = 0; i < 8; ++i) {
+      sat += sv[i];
+      lo = std::min(lo, mn[i]);
+      hi = std::max(hi, mx[i]);
+    }
+    if (batch > 0) {
+      stats->saturations += sat;
+      stats->psum_min = std::min<int64_t>(stats->psum_min, lo);
+      stats->psum_max = std::max<int64_t>(stats->psum_max, hi);
+    }
+  }
+}
+#else
+void BitPlaneCrossbar::accumulate_nibble(const uint64_t*, uint32_t, const PackedAdcLut&, int64_t*, FastStats*) const {}
+#endif
 
 }  // namespace imcsim::kernels

@@ -53,6 +53,10 @@ struct PackedAdcLut {
   int64_t min = 0;
   size_t size = 0;
   AdcGranularity granularity = AdcGranularity::kLayer;
+  // The same table as int32 (null if a value needs more than 30 bits) and the largest
+  // |value_fx| in it: the native nibble kernel's 32-bit lanes.
+  const int32_t* entries32 = nullptr;
+  int64_t max_abs_value = 0;
 };
 
 // Event statistics of a fused call (the engine's ImcNodeCounters fields).
@@ -91,6 +95,8 @@ class BitPlaneCrossbar {
 
   // Largest |partial sum| of any tile for any input (sizes lookup tables).
   int64_t psum_bound() const { return psum_bound_; }
+  // Positions per accumulate() call that use the kernel well (64 for the nibble kernel).
+  uint32_t preferred_batch() const { return nibble_ok_ ? 64 : 16; }
 
   // Layout of cell block (g, s): planes and their coefficients.
   struct Block {
@@ -114,6 +120,17 @@ class BitPlaneCrossbar {
   std::vector<Block> blocks_;             // [g][s]
   std::vector<uint64_t> planes_;
   int64_t psum_bound_ = 0;
+  // Native nibble kernel (one-bit groups, non-negative cells): per column n, tile g, slice s and
+  // group of 4 rows r, the 16 sums of the 4 cells selected by each input nibble; [n][g][s][r][16].
+  bool nibble_ok_ = false;
+  uint32_t nibble_flush_ = 1;              // row groups summed in bytes before widening
+  std::vector<uint32_t> row_groups_;       // [g]: ceil(rows / 4)
+  std::vector<size_t> nibble_offset_;      // [g * S + s]: bytes from the column's start
+  size_t nibble_column_ = 0;               // bytes per column
+  std::vector<uint8_t> nibbles_;
+  void build_nibbles(std::span<const int16_t> cells);
+  void accumulate_nibble(const uint64_t* words, uint32_t batch, const PackedAdcLut& lut, int64_t* acc,
+                         FastStats* stats) const;
 };
 
 }  // namespace imcsim::kernels

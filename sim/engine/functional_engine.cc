@@ -52,6 +52,20 @@ std::vector<int64_t> pack_adc_lut(const std::vector<int64_t>& value, const std::
   return packed;
 }
 
+// The same as int32 for the native nibble kernel; empty if a value needs more than 30 bits.
+// max_abs: the largest |value|.
+std::vector<int32_t> pack_adc_lut32(const std::vector<int64_t>& value, const std::vector<uint8_t>& saturated,
+                                    int64_t& max_abs) {
+  std::vector<int32_t> packed(value.size());
+  max_abs = 0;
+  for (size_t i = 0; i < value.size(); ++i) {
+    if (value[i] >= (int64_t{1} << 29) || value[i] < -(int64_t{1} << 29)) return {};
+    max_abs = std::max(max_abs, value[i] < 0 ? -value[i] : value[i]);
+    packed[i] = static_cast<int32_t>(value[i] * 2 + saturated[i]);
+  }
+  return packed;
+}
+
 // Output (real) value to the node's representation: codes, or kept as float.
 inline double relu_if(double y, Activation a) { return a == Activation::kRelu ? std::max(y, 0.0) : y; }
 
@@ -95,6 +109,8 @@ struct FunctionalEngine::ImcPlan {
     std::vector<int64_t> lut_value;
     std::vector<uint8_t> lut_saturated;
     std::vector<int64_t> fast_lut;  // the same table packed for the fused kernel (empty: none)
+    std::vector<int32_t> fast_lut32;  // and as int32 (empty if a value needs more than 30 bits)
+    int64_t fast_lut_max = 0;         // largest |value_fx|
   };
   std::unique_ptr<Nonideal> nonideal;
 
@@ -103,6 +119,8 @@ struct FunctionalEngine::ImcPlan {
   // no fused kernel).
   std::unique_ptr<kernels::BitPlaneCrossbar> fast;
   std::vector<int64_t> fast_lut;
+  std::vector<int32_t> fast_lut32;
+  int64_t fast_lut_max = 0;
 
   ImcPlan(const ImcLayer& l, kernels::ProgrammedCrossbar xbar) : layer(&l), crossbar(std::move(xbar)) {}
 
@@ -259,9 +277,14 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
             plan->input_bits, kernel_);
         if (plan->nonideal) {
           // (Both tables cover every reachable partial sum, like the reference's lookups.)
-          if (plan->nonideal->use_lut) plan->nonideal->fast_lut = pack_adc_lut(plan->nonideal->lut_value, plan->nonideal->lut_saturated);
+          auto& ni = *plan->nonideal;
+          if (ni.use_lut) {
+            ni.fast_lut = pack_adc_lut(ni.lut_value, ni.lut_saturated);
+            ni.fast_lut32 = pack_adc_lut32(ni.lut_value, ni.lut_saturated, ni.fast_lut_max);
+          }
         } else if (plan->use_lut) {
           plan->fast_lut = pack_adc_lut(plan->lut_value, plan->lut_saturated);
+          plan->fast_lut32 = pack_adc_lut32(plan->lut_value, plan->lut_saturated, plan->fast_lut_max);
         }
       }
     }
@@ -299,7 +322,7 @@ void run_imc_fused(const FunctionalEngine::ImcShape& shape, const auto& plan, co
   const bool float_out = node.output_quant.is_float();
   if (float_out) out_values.assign(size_t{N} * P, 0.0);
   else out_codes.assign(size_t{N} * P, 0);
-  constexpr uint32_t kBatch = 16;
+  const uint32_t kBatch = fast.preferred_batch();
   const size_t words = fast.input_words();
   threads = std::max(1u, std::min<unsigned>(threads, P));
   const uint32_t per_thread = (P + threads - 1) / threads;
@@ -367,7 +390,9 @@ void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const No
   if (plan.fast && !plan.fast_lut.empty() && !trace && !observer)
     return run_imc_fused(shape, plan, node, in, out_codes, out_values, counters,
                          kernels::PackedAdcLut{plan.fast_lut.data(), plan.lut_min, plan.lut_size,
-                                               plan.layer->adc.granularity},
+                                               plan.layer->adc.granularity,
+                                               plan.fast_lut32.empty() ? nullptr : plan.fast_lut32.data(),
+                                               plan.fast_lut_max},
                          threads);
   const ImcLayer& l = *plan.layer;
   const uint32_t K = shape.rows_k, N = shape.cols_n, S = shape.slices, T = shape.groups, G = shape.tiles;
@@ -484,7 +509,9 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
   // counters record is after the curve, so with a curve only without counters.
   if (plan.fast && !ni.fast_lut.empty() && !trace && !observer && (!ni.curve || !counters))
     return run_imc_fused(shape, plan, node, in, out_codes, out_values, counters,
-                         kernels::PackedAdcLut{ni.fast_lut.data(), ni.lut_min, ni.lut_size, l.adc.granularity},
+                         kernels::PackedAdcLut{ni.fast_lut.data(), ni.lut_min, ni.lut_size, l.adc.granularity,
+                                               ni.fast_lut32.empty() ? nullptr : ni.fast_lut32.data(),
+                                               ni.fast_lut_max},
                          threads);
   const kernels::NonidealCrossbar& xbar = *ni.crossbar;
   const uint32_t K = shape.rows_k, N = shape.cols_n, S = shape.slices, T = shape.groups, G = shape.tiles;

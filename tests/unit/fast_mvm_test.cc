@@ -99,15 +99,25 @@ TEST(FastMvm, MatchesRowByRowCrossbarAndDirectShiftAdd) {
       EXPECT_EQ(got_drives, want_drives);
       ASSERT_LE(pmax, fast.psum_bound());
       ASSERT_GE(pmin, -fast.psum_bound());
-      // A random table per granularity over [-bound, bound]: value in [-2^40, 2^40), saturation bit.
+      // A random table per granularity over [-bound, bound]: value in [-2^40, 2^40) (64-bit
+      // kernels), or in [-2^20, 2^20) with its int32 copy (the native nibble kernel where it
+      // applies: one-bit groups, non-negative cells), saturation bit.
+      for (const bool narrow : {false, true})
       for (const auto gran : {AdcGranularity::kLayer, AdcGranularity::kColumn, AdcGranularity::kSliceTileColumn}) {
-        SCOPED_TRACE(adc_granularity_name(gran));
+        SCOPED_TRACE(std::string(adc_granularity_name(gran)) + (narrow ? " int32 table" : ""));
         const int64_t lo = -fast.psum_bound();
         const size_t size = static_cast<size_t>(2 * fast.psum_bound() + 1);
         const uint64_t sets = AdcSpec::sets_for(gran, G, S, N);
         std::vector<int64_t> table(sets * size);
-        for (auto& e : table) e = static_cast<int64_t>(rng() % (uint64_t{1} << 41)) - (int64_t{1} << 40);
-        const PackedAdcLut lut{table.data(), lo, size, gran};
+        const uint32_t bits = narrow ? 21 : 41;
+        for (auto& e : table) e = static_cast<int64_t>(rng() % (uint64_t{1} << bits)) - (int64_t{1} << (bits - 1));
+        std::vector<int32_t> table32(narrow ? table.size() : 0);
+        int64_t max_abs = 0;
+        for (size_t i = 0; i < table32.size(); ++i) {
+          table32[i] = static_cast<int32_t>(table[i]);
+          max_abs = std::max(max_abs, std::abs(table[i] >> 1));
+        }
+        const PackedAdcLut lut{table.data(), lo, size, gran, narrow ? table32.data() : nullptr, max_abs};
         AdcSpec spec;
         spec.granularity = gran;
         std::vector<int64_t> want(size_t{P} * N, 0), got(size_t{P} * N, 0);
