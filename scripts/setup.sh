@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what imcsim needs from Debian 12's packages (only what is missing).
-# Usage: scripts/setup.sh [--training]   (--training adds PyTorch for scripts/imcsim_py/export.py)
+# Usage: scripts/setup.sh [--training]
+#   --training adds PyTorch (python3-torch) for the training side: scripts/train_zoo.py,
+#   scripts/imcsim_py/torch_imc/, scripts/imcsim_py/export.py and their tests
+#   (scripts/test.sh passes it: CI runs the torch_imc tests and the training smoke test).
 set -euo pipefail
 
 packages=(

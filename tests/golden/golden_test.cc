@@ -3,8 +3,11 @@
 // reference: output codes of every node; digests of partial sums, ADC codes and accumulators
 // of every IMC node plus their full values at output position 0; the final logits (float64,
 // compared exactly). The dataset test re-measures the whole test set and requires exactly the
-// accuracy the reference measured at export time.
+// accuracy the reference measured at export time (and, for graphs exported from PyTorch by
+// scripts/train_zoo.py, the accuracy PyTorch measured).
 #include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -119,6 +122,28 @@ TEST_P(GoldenTest, TestSetAccuracyEqualsReference) {
   // Same numerics, same images: the count of correct predictions must be identical.
   EXPECT_EQ(r.correct, static_cast<uint64_t>(std::llround(g.provenance.reference_accuracy * double(count))));
   EXPECT_NEAR(r.accuracy(), g.provenance.reference_accuracy, 1e-12);
+}
+
+// Graphs exported from PyTorch by scripts/train_zoo.py (torch_imc, exact numerics) record
+// PyTorch's own accuracy of the exported model: provenance.fake_quant_accuracy, measured on the
+// first `torch_imc_test_images` test images (method_settings_json). The engine must reproduce
+// it exactly (the training-side contract test; workloads/zoo/methods/ has one graph per method).
+TEST_P(GoldenTest, TestSetAccuracyEqualsPyTorch) {
+  const graph::Graph g = graph::load_graph(GetParam());
+  const auto settings = nlohmann::json::parse(g.provenance.method_settings_json, nullptr, false);
+  if (settings.is_discarded() || !settings.is_object() || !settings.contains("torch_imc_test_images"))
+    GTEST_SKIP() << "no PyTorch (torch_imc) accuracy recorded";
+  const uint64_t count = settings.at("torch_imc_test_images").get<uint64_t>();
+  // Same images as the reference check: measured once there.
+  if (g.provenance.reference_images == count) GTEST_SKIP() << "checked by TestSetAccuracyEqualsReference";
+  const fs::path dir = data::kDefaultFashionMnistDir;
+  if (!fs::exists(dir)) GTEST_SKIP() << "Fashion-MNIST not installed at " << dir;
+  const auto ds = data::read_fashion_mnist(dir, false);
+  ASSERT_LE(count, ds.count);
+  const engine::FunctionalEngine engine(g);
+  const auto r = engine::run_dataset(engine, ds.pixels, ds.labels, count, 0, nullptr);
+  EXPECT_EQ(r.correct, static_cast<uint64_t>(std::llround(g.provenance.fake_quant_accuracy * double(count))));
+  EXPECT_NEAR(r.accuracy(), g.provenance.fake_quant_accuracy, 1e-12);
 }
 
 INSTANTIATE_TEST_SUITE_P(Bundled, GoldenTest, testing::ValuesIn(bundled_graphs()), test_name);

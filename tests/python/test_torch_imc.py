@@ -321,12 +321,12 @@ class TestMethods(unittest.TestCase):
         model = ti.models.LeNet5(cfg)
         ti.prepare(model)
         ti.set_quantized(model, True)
-        loss = meth.loss(model)
+        loss = meth.penalty(model)
         loss.backward()
         self.assertGreater(float(loss), 0)
         self.assertTrue(all(m.weight.grad is not None and float(m.weight.grad.abs().sum()) > 0
                             for _, m in ti.imc_layers(model)))
-        self.assertIsNone(MT.METHODS["plain-qat"]().loss(model))
+        self.assertIsNone(MT.METHODS["plain-qat"]().penalty(model))
 
 
 @unittest.skipUnless(HAVE_TORCH, "PyTorch not installed")

@@ -13,6 +13,7 @@ import torch
 
 from .. import calibrate as C
 from . import layers as L
+from . import bskmq
 from .graph import prepare
 
 
@@ -86,16 +87,44 @@ class _Hist:
         return np.arange(self.pmin, self.pmax + 1, dtype=np.int64), c
 
 
-def fit_layer_adc(layer, hist: _Hist, percentile: float):
-    """Set `layer`'s ADC buffers from its histograms; returns notes."""
+RULES = ("percentile", "bs-kmq", "centred")
+
+
+def fit_layer_adc(layer, hist: _Hist, percentile: float, rule: str = "percentile"):
+    """Set `layer`'s ADC buffers from its histograms; returns notes. Rules:
+    "percentile": scripts/imcsim_py/calibrate.py (linear unsigned centre 0 / signed two-sided;
+    non-linear: clipped k-means); "bs-kmq" (non-linear ADCs): torch_imc.bskmq, the fit of
+    `imcsim calibrate --method bs-kmq` (a parameter set that saw nothing takes the fit of the
+    layer's sets pooled, as there); "centred" (linear, signed codes; ColumnQuant's partial-sum
+    quantiser): step from the two-sided percentile range, centre on a whole code,
+    centre_fx = round(centre / step) · step_fx."""
     a = layer.cfg.adc
     q = percentile / 100.0
     F, B = a.frac_bits, a.bits
+    if rule not in RULES:
+        raise ValueError(f"ADC calibration rule {rule!r} not in {RULES}")
+    if rule == "bs-kmq" and a.kind != "nonlinear":
+        raise ValueError("bs-kmq calibration needs a non-linear ADC (AdcConfig(kind='nonlinear'))")
+    if rule == "centred" and (a.kind != "linear" or not a.signed):
+        raise ValueError("centred calibration needs a linear ADC with signed codes")
     steps, centres, thrs, levs = [], [], [], []
+    pooled = None
     for s in range(hist.nsets):
         v, c = hist.hist(s)
-        if a.kind == "linear":
+        if rule == "bs-kmq":
+            if c.sum() == 0:
+                if pooled is None:
+                    allc = hist.counts.numpy().reshape(hist.nsets, hist.range).sum(0)
+                    pooled = bskmq.fit_bskmq(v, allc, B, F, percentile)
+                t, l_ = pooled
+            else:
+                t, l_ = bskmq.fit_bskmq(v, c, B, F, percentile)
+            thrs.append(t)
+            levs.append(l_)
+        elif a.kind == "linear":
             st, ce = (C.fit_linear_signed if a.signed else C.fit_linear_unsigned)(v, c, B, F, q)
+            if rule == "centred":
+                ce = int(round(ce / st)) * st
             steps.append(st)
             centres.append(ce)
         else:
@@ -120,7 +149,7 @@ def fit_layer_adc(layer, hist: _Hist, percentile: float):
 
 @torch.no_grad()
 def calibrate_adcs(model, pixels, percentile: float = 99.99, batch_size: int | None = None,
-                   only=None):
+                   only=None, rule: str = "percentile"):
     """Calibrate every non-ideal ADC (or the layers named in `only`) on `pixels`, in graph
     order, each with the upstream ADCs already calibrated, with the exact quantised model.
 
@@ -153,7 +182,7 @@ def calibrate_adcs(model, pixels, percentile: float = 99.99, batch_size: int | N
                 layer.hw_acc(inputs[0].to(torch.float64))
             finally:
                 layer.psum_hook = None
-            notes[path] = fit_layer_adc(layer, hist, percentile)
+            notes[path] = fit_layer_adc(layer, hist, percentile, rule)
         return pre
     hooks = [layer.register_forward_pre_hook(make_hook(p, layer)) for p, layer in targets]
     try:

@@ -91,6 +91,13 @@ class AdcParams:
         v = p * (1 << self.F)
         if self.kind == "ideal":
             return p.clone(), v
+        return self.convert_fx(v, sidx)
+
+    def convert_fx(self, v: torch.Tensor, sidx: torch.Tensor):
+        """(code, value_fx) of ADC inputs given on the 2^-F grid (v = p·2^F, int64); step 6's
+        formulas (IDEAL: value = v)."""
+        if self.kind == "ideal":
+            return torch.div(v + (1 << self.F >> 1), 1 << self.F, rounding_mode="floor"), v
         if self.kind == "linear":
             c = self.centre[sidx]
             st = self.step[sidx]
@@ -116,6 +123,27 @@ class AdcParams:
             code = torch.where(ok, cand, code)
         value = self.lev.reshape(-1)[sidx * (L1 + 1) + code]
         return code, value
+
+
+def rescale_linear_adc(p: AdcParams, bits: int) -> AdcParams:
+    """The LINEAR ADC `p` re-derived at `bits` with the same centre (the value of code 0)
+    and about the same full-scale range: step' = step·2^(B-bits) (exact when lowering the
+    resolution; round half away, >= 1, when raising it). Unlike imcsim's with_adc_bits
+    (which keeps the lower edge of the range exactly and so moves the levels by half a step
+    when the resolution rises), a partial sum of 0 stays a level: with unsigned codes the
+    pile of zero partial sums is reconstructed exactly at every resolution. Used for
+    training only (BitAug, PIM-QAT adjusted precision)."""
+    if p.kind != "linear":
+        raise ValueError("rescale_linear_adc: not a LINEAR ADC")
+    B = p.B
+    st = p.step
+    if bits <= B:
+        st2 = st * (1 << (B - bits))
+    else:
+        d = 1 << (bits - B)
+        st2 = torch.clamp(torch.div(2 * st + d, 2 * d, rounding_mode="floor"), min=1)
+    return AdcParams("linear", p.F, bits, p.granularity, p.rounding, p.signed, step=st2,
+                     centre=p.centre.clone())
 
 
 # ---------------------------------------------------------------------------------------
@@ -274,6 +302,70 @@ class ImcPlan:
         if record:
             return acc, torch.cat(ps_rec), torch.cat(cd_rec)
         return acc
+
+    def accumulate_train(self, X: torch.Tensor, noise_sigma: float = 0.0, gen=None,
+                         step_grad: bool = False):
+        """Training variant of accumulate, in float64: optional Gaussian noise of
+        `noise_sigma` partial-sum LSB added to every partial sum before the ADC (the ADC
+        input rounded to the 2^-F grid: an approximation of SEMANTICS step 5d/5e used only
+        for training), and, if step_grad, H [R][G][S][N] = sum_t coef[t][s] · dvalue_fx/dstep
+        (LSQ: q - v/step inside the range, q at the clip; q = value_fx/step) for the step
+        gradient of a LINEAR ADC. Without noise the result equals accumulate's (every
+        operand is an integer far below 2^53 and the quotients are floored exactly).
+        Returns (acc_fx [R][N] int64, H float64 or None)."""
+        X = X.to(torch.int64)
+        T, S, N, F = self.T, self.S, self.N, self.F
+        ad = self.adc
+        xs = X - self.a
+        pattern = (xs & ((1 << self.Bx) - 1)).to(self.pat_dtype)
+        acc = torch.zeros(X.shape[0], N, dtype=torch.float64)
+        coef = self.coef.to(torch.float64)[None, :, :, None]
+        one = float(1 << F)
+        # float32 is exact here too when every v = p·2^F, centre and step is an integer below
+        # 2^22 (the quotients are then > 2^-22 away from the rounding decision points)
+        pmax = max(max(abs(t.pmin), t.pmax) for t in self.tiles)
+        lim = 1 << 22
+        small = ((pmax + 6 * noise_sigma + 1) * (1 << F) < lim and (
+            ad.kind != "linear" or (int(ad.step.max()) < lim and
+                                    int(ad.centre.abs().max()) < lim)))
+        dt = torch.float32 if small else torch.float64
+        Hs = []
+        for g, t in enumerate(self.tiles):
+            U = (pattern[:, None, t.lo:t.hi] >> self.glo_p[None, :, None]) & \
+                self.gmask_p[None, :, None]
+            pf = (U.to(self.mm_dtype).reshape(-1, t.hi - t.lo) @ t.cells).reshape(-1, T, S, N)
+            v = pf.to(dt)
+            if noise_sigma > 0:
+                v = v + noise_sigma * torch.randn(v.shape, generator=gen, dtype=dt)
+                v = torch.round(v * one)
+            else:
+                v = v * one
+            if ad.kind == "ideal":
+                val = v
+            elif ad.kind == "linear":
+                c = ad.centre[t.sidx].to(dt)
+                st = ad.step[t.sidx].to(dt)
+                num = v - c
+                if ad.rounding == "floor":
+                    r = torch.floor(num / st)
+                else:
+                    r = torch.sign(num) * torch.floor((2 * num.abs() + st) / (2 * st))
+                qmin, qmax = ad.qrange
+                code = r.clamp(qmin, qmax)
+                val = c + code * st
+                if step_grad:
+                    q = val / st
+                    inside = (r >= qmin) & (r <= qmax)
+                    gf = q.double() - inside.to(torch.float64) * (v.double() / st.double())
+                    Hs.append((gf * coef).sum(1))
+            else:
+                _, val = ad.convert_fx(v.to(torch.int64), t.sidx)
+            acc += torch.einsum("rtsn,ts->rn", val.to(torch.float64), coef[0, :, :, 0])
+        acc = acc.to(torch.int64)
+        acc += ((self.a - self.zx) * self.sumW) << F
+        if self.encoding == "offset":
+            acc -= (xs.sum(1, keepdim=True) << (self.Bw - 1)) << F
+        return acc, (torch.stack(Hs, 1) if step_grad else None)
 
     def _chunk(self, X, record, psum_hook, use_lut):
         Rn = X.shape[0]

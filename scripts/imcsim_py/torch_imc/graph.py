@@ -439,6 +439,8 @@ def build_graph(model: nn.Module, name: str, num_classes: int | None = None) -> 
                           dac_bits=cfg.dac_bits, encoding=cfg.encoding, tiling=cfg.tiling,
                           array_rows=cfg.array_rows, array_cols=cfg.array_cols,
                           weight_scale=s_w.double().numpy(),
+                          psum_scale=(m.psum_scale.numpy() if bool((m.psum_scale != 1.0).any())
+                                      else ()),
                           bias=(m.bias64().numpy() if m.bias is not None else ()),
                           ashift_offset=(1 << (bx - 1)) if cfg.ashift else 0,
                           adc=_adc_spec(m), relu=m.relu, output_quant=oq,

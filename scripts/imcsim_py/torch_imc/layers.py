@@ -228,6 +228,18 @@ class _ImcLayer(ImcModule):
                              torch.zeros((self.nsets, L - 1) if nl else (0, 0), dtype=torch.int64))
         self.register_buffer("adc_levels_fx",
                              torch.zeros((self.nsets, L) if nl else (0, 0), dtype=torch.int64))
+        # per-column psum_scale ps[n] of the contract's step 8 (float64; PIM-QAT rescaling and
+        # BN calibration set it; 1.0 = none, not exported)
+        self.register_buffer("psum_scale", torch.ones(N, dtype=torch.float64))
+        # method hooks (torch_imc.methods); all off by default
+        self.lora_A = None           # ADC-LoRA: W_eff = W + lora_B @ lora_A (merged at export)
+        self.lora_B = None
+        self.w_scale = None          # LSQ: learned per-column weight scale (Parameter [N])
+        self.adc_log_step = None     # learned linear ADC steps: step = step0 * exp(theta)
+        self.train_noise_sigma = 0.0  # train: Gaussian noise (psum LSB) before the ADC
+        self.train_adc_bits = None   # train: ADC re-derived at these bits (BitAug, adj. precision)
+        self.rescale_momentum = None  # train: PIM-QAT rescaling (EMA of the LS fit into psum_scale)
+        self.noise_gen = None
         self.use_lut = True
         self.force_hw = False        # train: hardware forward even with an ideal ADC
         self.record = False          # eval: keep the last psums / ADC codes / acc (tests)
@@ -236,29 +248,65 @@ class _ImcLayer(ImcModule):
         self._plan_cache = None
 
     # -- quantities shared by forward and export ---------------------------------------
+    def effective_weight(self):
+        """The float weight: W, or W + B·A with an ADC-LoRA adapter (differentiable)."""
+        if self.lora_A is None:
+            return self.weight
+        return self.weight + (self.lora_B @ self.lora_A).reshape(self.weight.shape)
+
     def integer_weights(self):
         """(W_int float32 [N][...] holding integers in [-qmax, qmax], s_w float32 [N]):
-        per-column symmetric quantisation, s_w = max|W[n]| / qmax, qmax = 2^(Bw-1) - 1."""
-        w = self.weight
+        per-column symmetric quantisation, s_w = max|W[n]| / qmax, qmax = 2^(Bw-1) - 1, or the
+        learned LSQ scale w_scale[n] if set (then weights beyond qmax·s_w clip)."""
+        w = self.effective_weight().detach()
         qmax = float((1 << (self.cfg.weight_bits - 1)) - 1)
         dims = tuple(range(1, w.dim()))
-        s = w.detach().abs().amax(dim=dims, keepdim=True).clamp_min(1e-12) / qmax
-        q = torch.clamp(torch.round(w.detach() / s), -qmax, qmax)
+        shape = (-1,) + (1,) * (w.dim() - 1)
+        if self.w_scale is not None:
+            s = self.w_scale.detach().abs().clamp_min(1e-12).reshape(shape)
+        else:
+            s = w.abs().amax(dim=dims, keepdim=True).clamp_min(1e-12) / qmax
+        q = torch.clamp(torch.round(w / s), -qmax, qmax)
         return q, s.reshape(-1)
 
     def fq_weight(self):
+        w = self.effective_weight()
+        shape = (-1,) + (1,) * (w.dim() - 1)
+        if self.w_scale is not None:
+            # LSQ (Esser et al.): STE through the rounding, gradient to the scale,
+            # gradient scale 1 / sqrt(numel per column * qmax)
+            qmax = float((1 << (self.cfg.weight_bits - 1)) - 1)
+            g = 1.0 / math.sqrt(w[0].numel() * qmax)
+            s = self.w_scale.abs().clamp_min(1e-12)
+            s = (s - s * g).detach() + s * g
+            s = s.reshape(shape)
+            x = torch.clamp(w / s, -qmax, qmax)
+            return _round_ste(x) * s
         q, s = self.integer_weights()
-        shape = (-1,) + (1,) * (self.weight.dim() - 1)
-        w = self.weight
         return w + (q * s.reshape(shape) - w).detach()
 
     def adc_params(self) -> core.AdcParams:
         a = self.cfg.adc
         if a.kind == "ideal" or not bool(self.adc_ready):
             return core.AdcParams("ideal", a.frac_bits, 0, a.granularity)
-        return core.AdcParams(a.kind, a.frac_bits, a.bits, a.granularity, a.rounding, a.signed,
-                              step=self.adc_step_fx, centre=self.adc_centre_fx,
-                              thr=self.adc_thresholds_fx, lev=self.adc_levels_fx)
+        p = core.AdcParams(a.kind, a.frac_bits, a.bits, a.granularity, a.rounding, a.signed,
+                           step=self.adc_step_fx, centre=self.adc_centre_fx,
+                           thr=self.adc_thresholds_fx, lev=self.adc_levels_fx)
+        if self.training and self.train_adc_bits is not None and a.kind == "linear" and \
+                self.train_adc_bits != a.bits:
+            p = core.rescale_linear_adc(p, self.train_adc_bits)
+        return p
+
+    @torch.no_grad()
+    def sync_adc_steps(self):
+        """Learned ADC steps -> the integer ADC buffers: step_fx = max(1, round(step0 ·
+        exp(theta))), centre_fx = centre_code · step_fx (the centre stays on its code)."""
+        if self.adc_log_step is None:
+            return
+        st = torch.clamp(torch.round(self.adc_step0 * torch.exp(self.adc_log_step.double())), min=1)
+        self.adc_step_fx.copy_(st.to(torch.int64))
+        self.adc_centre_fx.copy_(self.adc_centre_code * self.adc_step_fx)
+        self.invalidate()
 
     def input_quant(self):
         return _bound_input(self, f"{type(self).__name__}").quant_tuple()
@@ -267,7 +315,8 @@ class _ImcLayer(ImcModule):
         """The integer datapath for the current weights, input quant and ADC (cached in
         eval mode)."""
         sx, zx, bx = self.input_quant()
-        key = (sx, zx, bx, self.use_lut, self.weight.data_ptr(), self.weight._version) + tuple(
+        key = (sx, zx, bx, self.use_lut, self.weight.data_ptr(), self.weight._version,
+               self.lora_A is None) + tuple(
             (b.data_ptr(), b._version) for b in (self.adc_ready, self.adc_step_fx,
                                                  self.adc_centre_fx, self.adc_thresholds_fx,
                                                  self.adc_levels_fx))
@@ -296,10 +345,10 @@ class _ImcLayer(ImcModule):
         self._plan_cache = None
 
     def post_multiplier(self, sx: float, F: int) -> torch.Tensor:
-        """m[n] = ((s_x * s_w[n]) * ps[n]) * 2^-F, float64 (ps = 1)."""
+        """m[n] = ((s_x * s_w[n]) * ps[n]) * 2^-F, float64 (docs/SEMANTICS.md step 8)."""
         _, s_w = self.integer_weights()
         sw64 = s_w.to(torch.float64)
-        return (torch.tensor(sx, dtype=torch.float64) * sw64) * (2.0 ** (-F))
+        return ((torch.tensor(sx, dtype=torch.float64) * sw64) * self.psum_scale) * (2.0 ** (-F))
 
     def bias64(self) -> torch.Tensor:
         if self.bias is None:
@@ -348,10 +397,10 @@ class _ImcLayer(ImcModule):
         res = pl.accumulate(X, record=record, psum_hook=self.psum_hook, use_lut=self.use_lut)
         return pl, res, out_hw
 
-    def _post(self, acc, pl, sx, B, out_hw):
+    def _post(self, acc, pl, sx, B, out_hw, relu=True):
         m = self.post_multiplier(sx, pl.F)
         y = acc.to(torch.float64) * m + self.bias64()
-        if self.relu:
+        if self.relu and relu:
             y = torch.clamp(y, min=0.0)
         return self._to_layout(y, B, out_hw)
 
@@ -374,13 +423,45 @@ class _ImcLayer(ImcModule):
     def _forward_train(self, x):
         w_fq = self.fq_weight()
         y_ideal = self._ideal(x, w_fq, self.bias)
-        if self.adc_params().kind != "ideal" or self.force_hw:
+        ap = self.adc_params()
+        special = self.train_noise_sigma > 0 or self.adc_log_step is not None
+        if ap.kind != "ideal" or self.force_hw or special:
+            B = x.shape[0]
+            sx, zx, bx = self.input_quant()
             with torch.no_grad():
-                B = x.shape[0]
-                sx, _, _ = self.input_quant()
-                pl, acc, out_hw = self.hw_acc(x.detach())
-                y_hw = self._post(acc, pl, sx, B, out_hw).to(y_ideal.dtype)
-            y = y_ideal + (y_hw - y_ideal).detach()
+                if special:
+                    q = core.codes_of(x.detach().to(torch.float64), sx, zx)
+                    X, out_hw = self._lower(q, float(zx))
+                    q_w, _ = self.integer_weights()
+                    pl = core.ImcPlan(q_w.reshape(self.N, -1), self.cfg, self.Cin, self.kh,
+                                      self.kw, bx, zx, ap, where=type(self).__name__,
+                                      use_lut=False)
+                    acc, H = pl.accumulate_train(X, self.train_noise_sigma, self.noise_gen,
+                                                 self.adc_log_step is not None)
+                else:
+                    pl, acc, out_hw = self.hw_acc(x.detach())
+                y_hw = self._post(acc, pl, sx, B, out_hw, relu=False).to(y_ideal.dtype)
+                if self.rescale_momentum is not None:
+                    self._update_rescale(y_ideal.detach(), y_hw)
+                    y_hw = self._post(acc, pl, sx, B, out_hw, relu=False).to(y_ideal.dtype)
+            ps = self.psum_scale.to(y_ideal.dtype)
+            pshape = (1, -1, 1, 1) if self.is_conv else (1, -1)
+            if self.rescale_momentum is not None:
+                # PIM-QAT rescaling, backward: the gradient of the ideal MAC scaled by ps
+                b = 0 if self.bias is None else self.bias.reshape(pshape)
+                y_ref = (y_ideal - b) * ps.reshape(pshape) + b
+            else:
+                y_ref = y_ideal
+            y = y_ref + (y_hw - y_ref).detach()
+            if self.adc_log_step is not None:
+                # LSQ gradient of the ADC steps: d acc_fx / d step[set] = H (per set), times
+                # m[n] (real units per fx unit); forward value unchanged
+                step = self.adc_step0 * torch.exp(self.adc_log_step.double())
+                m = self.post_multiplier(sx, pl.F).detach()
+                sidx = torch.stack([ap.set_index(g, pl.S, self.N) for g in range(pl.G)])
+                sur = (H * step[sidx][None]).sum((1, 2)) * m                 # [R][N]
+                sur = self._to_layout(sur.to(y.dtype), B, out_hw)
+                y = y + (sur - sur.detach())
         else:
             y = y_ideal
         if self.relu:
@@ -388,6 +469,22 @@ class _ImcLayer(ImcModule):
         if self.out_quant is not None:
             y = self.out_quant(y)
         return y
+
+
+    @torch.no_grad()
+    def _update_rescale(self, y_ideal, y_hw):
+        """PIM-QAT rescaling, forward: EMA of the least-squares factor eta with
+        eta·(y_hw - bias) ≈ y_ideal - bias over the batch, one per layer, into psum_scale."""
+        pshape = (1, -1, 1, 1) if self.is_conv else (1, -1)
+        b = 0 if self.bias is None else self.bias.detach().reshape(pshape)
+        yi = (y_ideal - b).double()
+        yh = ((y_hw - b).double() / self.psum_scale.reshape(pshape))
+        den = float((yh * yh).sum())
+        if den <= 0:
+            return
+        eta = float((yi * yh).sum()) / den
+        mom = self.rescale_momentum
+        self.psum_scale.mul_(mom).add_((1 - mom) * eta)
 
 
 class ImcConv2d(_ImcLayer):
