@@ -157,8 +157,11 @@ TEST_F(AdcOverrideTest, RunReportsTheOverrideAndSimulatesIt) {
   EXPECT_EQ(rep["adc_override"]["layer_bits"], 3);
   EXPECT_EQ(rep["adc_override"]["layers"][0]["simulated_adc"].get<std::string>().substr(0, 12), "nonlinear 3b");
   // SAR: one cycle per bit at the overridden resolution.
-  for (const auto& n : rep["latency"]["per_node"])
-    if (n.contains("adc_conversion_cycles")) EXPECT_EQ(n["adc_conversion_cycles"], 3) << n.dump();
+  for (const auto& n : rep["latency"]["per_node"]) {
+    if (n.contains("adc_conversion_cycles")) {
+      EXPECT_EQ(n["adc_conversion_cycles"], 3) << n.dump();
+    }
+  }
 
   // The same as calibrating first and running the written graph with the plain config.
   r = testing_support::run_imcsim({"calibrate", "--graph", kTinyGraph.string(), "--method", "kmeans", "--bits", "3",
