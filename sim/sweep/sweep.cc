@@ -416,15 +416,6 @@ void check_spec(const SweepSpec& spec) {
     if (!seen.count(g)) throw SpecError(fmt::format("pareto_group: {} is not a swept key", g));
 }
 
-uint64_t fnv1a64(std::string_view bytes) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
 uint64_t file_fnv1a64(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in || std::filesystem::is_directory(file))

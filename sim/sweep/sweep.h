@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "sim/graph/container.h"
 #include "sim/sweep/overrides.h"
 
 namespace imcsim::sweep {
@@ -86,7 +87,7 @@ struct Point {
 std::vector<Point> enumerate_points(const SweepSpec& spec);
 
 // FNV-1a 64 of a byte string, and of a file's bytes (throws naming the file if unreadable).
-uint64_t fnv1a64(std::string_view bytes);
+using graph::fnv1a64;  // the .imcg container's FNV-1a 64 (sim/graph/container.h)
 uint64_t file_fnv1a64(const std::filesystem::path& file);
 
 // The canonical JSON a point's key hashes: key format version, graph file path and the FNV-1a
