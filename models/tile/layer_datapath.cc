@@ -10,6 +10,7 @@
 #include "models/crossbar/crossbar.h"
 #include "models/crossbar/slicing.h"
 #include "models/digital/requant.h"
+#include "sim/engine/digital_nodes.h"
 
 namespace imcsim::timing {
 
@@ -251,68 +252,10 @@ void GraphDataPath::written(size_t img, size_t node, uint64_t p) {
 void GraphDataPath::digital(size_t img, size_t node_index) {
   const Node& node = graph_.nodes[node_index];
   ImageTensors& im = images_.at(img);
-  const auto in = tensor(im, node.inputs[0]);
-  const graph::Quant& in_q = graph_.tensor_quant(node.inputs[0]);
-  const graph::Shape& in_shape = graph_.tensor_shape(node.inputs[0]);
-  const size_t out_elems = node.output_shape.elements();
-  std::vector<int32_t>& out = im.codes[node_index];
-  std::vector<double>& values = im.values[node_index];
-  auto emit = [&](size_t index, double y) {
-    if (node.output_quant.is_float()) values[index] = y;
-    else out[index] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point, node.output_quant.bits);
-  };
-  if (const auto* mp = std::get_if<graph::MaxPool>(&node.op)) {
-    const uint32_t C = in_shape.dims[0], H = in_shape.dims[1], W = in_shape.dims[2];
-    const uint32_t OH = node.output_shape.dims[1], OW = node.output_shape.dims[2];
-    for (uint32_t c = 0; c < C; ++c)
-      for (uint32_t oy = 0; oy < OH; ++oy)
-        for (uint32_t ox = 0; ox < OW; ++ox) {
-          int32_t best = INT32_MIN;
-          for (uint32_t ky = 0; ky < mp->kernel_h; ++ky)
-            for (uint32_t kx = 0; kx < mp->kernel_w; ++kx) {
-              const int64_t y = int64_t{oy} * mp->stride_h - mp->pad_h + ky;
-              const int64_t x = int64_t{ox} * mp->stride_w - mp->pad_w + kx;
-              if (y < 0 || y >= H || x < 0 || x >= W) continue;
-              best = std::max(best, in[static_cast<size_t>((int64_t{c} * H + y) * W + x)]);
-            }
-          const size_t o = (size_t{c} * OH + oy) * OW + ox;
-          if (node.output_quant.is_float()) values[o] = in_q.scale * double(best - in_q.zero_point);
-          else out[o] = best;
-        }
-  } else if (const auto* ap = std::get_if<graph::AvgPool>(&node.op)) {
-    const uint32_t C = in_shape.dims[0], H = in_shape.dims[1], W = in_shape.dims[2];
-    const uint32_t OH = node.output_shape.dims[1], OW = node.output_shape.dims[2];
-    const int64_t cnt = int64_t{ap->kernel_h} * ap->kernel_w;
-    for (uint32_t c = 0; c < C; ++c)
-      for (uint32_t oy = 0; oy < OH; ++oy)
-        for (uint32_t ox = 0; ox < OW; ++ox) {
-          int64_t sum = 0;
-          for (uint32_t ky = 0; ky < ap->kernel_h; ++ky)
-            for (uint32_t kx = 0; kx < ap->kernel_w; ++kx) {
-              const int64_t y = int64_t{oy} * ap->stride_h - ap->pad_h + ky;
-              const int64_t x = int64_t{ox} * ap->stride_w - ap->pad_w + kx;
-              sum += (y < 0 || y >= H || x < 0 || x >= W) ? in_q.zero_point
-                                                          : in[static_cast<size_t>((int64_t{c} * H + y) * W + x)];
-            }
-          emit((size_t{c} * OH + oy) * OW + ox,
-               (static_cast<double>(sum - cnt * in_q.zero_point) * in_q.scale) / static_cast<double>(cnt));
-        }
-  } else if (const auto* add = std::get_if<graph::Add>(&node.op)) {
-    const auto in_b = tensor(im, node.inputs[1]);
-    const graph::Quant& b_q = graph_.tensor_quant(node.inputs[1]);
-    for (size_t e = 0; e < out_elems; ++e) {
-      double y = (in_q.scale * static_cast<double>(in[e] - in_q.zero_point)) +
-                 (b_q.scale * static_cast<double>(in_b[e] - b_q.zero_point));
-      if (add->activation == graph::Activation::kRelu) y = std::max(y, 0.0);
-      emit(e, y);
-    }
-  } else if (std::holds_alternative<graph::Relu>(node.op)) {
-    for (size_t e = 0; e < out_elems; ++e) emit(e, std::max(in_q.scale * static_cast<double>(in[e] - in_q.zero_point), 0.0));
-  } else if (std::holds_alternative<graph::Flatten>(node.op)) {
-    if (node.output_quant.is_float())
-      for (size_t e = 0; e < out_elems; ++e) values[e] = in_q.scale * double(in[e] - in_q.zero_point);
-    else out.assign(in.begin(), in.end());
-  }
+  std::vector<std::span<const int32_t>> ins;
+  for (int id : node.inputs) ins.push_back(tensor(im, id));
+  // The functional engine's own digital-node code: sim/engine/digital_nodes.cc.
+  engine::run_digital_node(graph_, node, ins, im.codes[node_index], im.values[node_index]);
 }
 
 }  // namespace imcsim::timing

@@ -1,6 +1,10 @@
 #include "sim/engine/digital_nodes.h"
 
+#include <algorithm>
+#include <climits>
+
 #include "models/digital/ops.h"
+#include "models/digital/requant.h"
 
 namespace imcsim::engine {
 
@@ -8,6 +12,80 @@ namespace dk = kernels::digital;
 
 namespace {
 dk::QuantParams params(const graph::Quant& q) { return {q.scale, q.zero_point, q.bits}; }
+
+// Max / average pooling, residual add, ReLU and flatten (docs/SEMANTICS.md): shared by the
+// functional engine and the SystemC data-carrying mode. False if `node` is none of them.
+bool run_pool_add_relu_flatten(const graph::Graph& g, const graph::Node& node,
+                               std::span<const std::span<const int32_t>> ins, std::vector<int32_t>& out,
+                               std::vector<double>& values) {
+  const auto& in = ins[0];
+  const graph::Quant& in_q = g.tensor_quant(node.inputs[0]);
+  const graph::Shape& in_shape = g.tensor_shape(node.inputs[0]);
+  const size_t out_elems = node.output_shape.elements();
+  auto emit = [&](size_t index, double y) {
+    if (node.output_quant.is_float()) values[index] = y;
+    else out[index] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
+                                          node.output_quant.bits);
+  };
+  if (const auto* mp = std::get_if<graph::MaxPool>(&node.op)) {
+    const uint32_t C = in_shape.dims[0], H = in_shape.dims[1], W = in_shape.dims[2];
+    const uint32_t OH = node.output_shape.dims[1], OW = node.output_shape.dims[2];
+    for (uint32_t c = 0; c < C; ++c)
+      for (uint32_t oy = 0; oy < OH; ++oy)
+        for (uint32_t ox = 0; ox < OW; ++ox) {
+          int32_t best = INT32_MIN;
+          for (uint32_t ky = 0; ky < mp->kernel_h; ++ky)
+            for (uint32_t kx = 0; kx < mp->kernel_w; ++kx) {
+              const int64_t y = int64_t{oy} * mp->stride_h - mp->pad_h + ky;
+              const int64_t x = int64_t{ox} * mp->stride_w - mp->pad_w + kx;
+              if (y < 0 || y >= H || x < 0 || x >= W) continue;
+              best = std::max(best, in[static_cast<size_t>((int64_t{c} * H + y) * W + x)]);
+            }
+          const size_t o = (size_t{c} * OH + oy) * OW + ox;
+          if (node.output_quant.is_float()) values[o] = in_q.scale * double(best - in_q.zero_point);
+          else out[o] = best;
+        }
+  } else if (const auto* ap = std::get_if<graph::AvgPool>(&node.op)) {
+    const uint32_t C = in_shape.dims[0], H = in_shape.dims[1], W = in_shape.dims[2];
+    const uint32_t OH = node.output_shape.dims[1], OW = node.output_shape.dims[2];
+    const int64_t cnt = int64_t{ap->kernel_h} * ap->kernel_w;
+    for (uint32_t c = 0; c < C; ++c)
+      for (uint32_t oy = 0; oy < OH; ++oy)
+        for (uint32_t ox = 0; ox < OW; ++ox) {
+          int64_t sum = 0;
+          for (uint32_t ky = 0; ky < ap->kernel_h; ++ky)
+            for (uint32_t kx = 0; kx < ap->kernel_w; ++kx) {
+              const int64_t y = int64_t{oy} * ap->stride_h - ap->pad_h + ky;
+              const int64_t x = int64_t{ox} * ap->stride_w - ap->pad_w + kx;
+              sum += (y < 0 || y >= H || x < 0 || x >= W)
+                         ? in_q.zero_point
+                         : in[static_cast<size_t>((int64_t{c} * H + y) * W + x)];
+            }
+          const double y = (static_cast<double>(sum - cnt * in_q.zero_point) * in_q.scale) /
+                           static_cast<double>(cnt);
+          emit((size_t{c} * OH + oy) * OW + ox, y);
+        }
+  } else if (const auto* add = std::get_if<graph::Add>(&node.op)) {
+    const auto in_b = ins[1];
+    const graph::Quant& b_q = g.tensor_quant(node.inputs[1]);
+    for (size_t e = 0; e < out_elems; ++e) {
+      const double y = (in_q.scale * static_cast<double>(in[e] - in_q.zero_point)) +
+                       (b_q.scale * static_cast<double>(in_b[e] - b_q.zero_point));
+      emit(e, add->activation == graph::Activation::kRelu ? std::max(y, 0.0) : y);
+    }
+  } else if (std::holds_alternative<graph::Relu>(node.op)) {
+    for (size_t e = 0; e < out_elems; ++e)
+      emit(e, std::max(in_q.scale * static_cast<double>(in[e] - in_q.zero_point), 0.0));
+  } else if (std::holds_alternative<graph::Flatten>(node.op)) {
+    if (node.output_quant.is_float())
+      for (size_t e = 0; e < out_elems; ++e) values[e] = in_q.scale * double(in[e] - in_q.zero_point);
+    else out.assign(in.begin(), in.end());
+  } else {
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool run_digital_node(const graph::Graph& g, const graph::Node& node, std::span<const std::span<const int32_t>> ins,
@@ -66,7 +144,7 @@ bool run_digital_node(const graph::Graph& g, const graph::Node& node, std::span<
   } else if (const auto* ac = std::get_if<graph::AddConstant>(&node.op)) {
     dk::add_constant(in, params(q0), ac->values, ac->activation == graph::Activation::kRelu, out);
   } else {
-    return false;
+    return run_pool_add_relu_flatten(g, node, ins, out_codes, out_values);
   }
   return true;
 }

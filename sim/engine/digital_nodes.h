@@ -1,6 +1,8 @@
-// Runs the digital-unit nodes (DigitalLayer, GlobalAvgPool, Concat, ToTokens, AttentionScores,
-// Softmax, AttentionContext, LayerNorm, Lut, AddConstant) of a validated graph through the
-// kernels of models/digital/ops.h, exactly as docs/SEMANTICS.md "Digital nodes" defines them.
+// Runs every non-IMC node of a validated graph exactly as docs/SEMANTICS.md defines it: max /
+// average pooling, residual add, ReLU, flatten, and the digital-unit nodes (DigitalLayer,
+// GlobalAvgPool, Concat, ToTokens, AttentionScores, Softmax, AttentionContext, LayerNorm, Lut,
+// AddConstant, through the kernels of models/digital/ops.h). Shared by the functional engine and
+// the SystemC data-carrying mode (models/tile/layer_datapath.cc).
 #pragma once
 
 #include <cstdint>

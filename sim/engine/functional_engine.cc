@@ -668,13 +668,6 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
   }
 }
 
-// Requantises a real value to a node's output (codes), or stores it if the output is float.
-void emit(const Node& node, size_t index, double y, std::vector<int32_t>& codes, std::vector<double>& values) {
-  if (node.output_quant.is_float()) values[index] = y;
-  else codes[index] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
-                                          node.output_quant.bits);
-}
-
 // An IMC Linear layer on tokens computes [N][T] like a conv's [N][pos]; tokens are [T][N].
 void transpose_token_output(const auto& plan, std::vector<int32_t>& codes, std::vector<double>& values) {
   if (!plan.layer->tokens) return;
@@ -709,8 +702,6 @@ InferenceResult FunctionalEngine::infer(std::span<const int32_t> input_codes, En
     const Node& node = graph_.nodes[i];
     std::vector<int32_t>& out = result.node_codes[i];
     const auto in = tensor(node.inputs[0]);
-    const graph::Quant& in_q = graph_.tensor_quant(node.inputs[0]);
-    const graph::Shape& in_shape = graph_.tensor_shape(node.inputs[0]);
     const size_t out_elems = node.output_shape.elements();
     values.assign(node.output_quant.is_float() ? out_elems : 0, 0.0);
     if (!node.output_quant.is_float()) out.assign(out_elems, 0);
@@ -726,61 +717,8 @@ InferenceResult FunctionalEngine::infer(std::span<const int32_t> input_codes, En
       run_imc(imc_shape(i), *plans_[i], node, in, out, values, counters ? &counters->per_node[i] : nullptr,
               traces ? &(*traces)[i] : nullptr, observer, i, image_threads_);
       transpose_token_output(*plans_[i], out, values);
-    } else if (run_digital_node(graph_, node, ins, out, values)) {
-      // digital-unit operations: sim/engine/digital_nodes.cc
-    } else if (const auto* mp = std::get_if<graph::MaxPool>(&node.op)) {
-      const uint32_t C = in_shape.dims[0], H = in_shape.dims[1], W = in_shape.dims[2];
-      const uint32_t OH = node.output_shape.dims[1], OW = node.output_shape.dims[2];
-      for (uint32_t c = 0; c < C; ++c)
-        for (uint32_t oy = 0; oy < OH; ++oy)
-          for (uint32_t ox = 0; ox < OW; ++ox) {
-            int32_t best = INT32_MIN;
-            for (uint32_t ky = 0; ky < mp->kernel_h; ++ky)
-              for (uint32_t kx = 0; kx < mp->kernel_w; ++kx) {
-                const int64_t y = int64_t{oy} * mp->stride_h - mp->pad_h + ky;
-                const int64_t x = int64_t{ox} * mp->stride_w - mp->pad_w + kx;
-                if (y < 0 || y >= H || x < 0 || x >= W) continue;
-                best = std::max(best, in[static_cast<size_t>((int64_t{c} * H + y) * W + x)]);
-              }
-            const size_t o = (size_t{c} * OH + oy) * OW + ox;
-            if (node.output_quant.is_float()) values[o] = in_q.scale * double(best - in_q.zero_point);
-            else out[o] = best;
-          }
-    } else if (const auto* ap = std::get_if<graph::AvgPool>(&node.op)) {
-      const uint32_t C = in_shape.dims[0], H = in_shape.dims[1], W = in_shape.dims[2];
-      const uint32_t OH = node.output_shape.dims[1], OW = node.output_shape.dims[2];
-      const int64_t cnt = int64_t{ap->kernel_h} * ap->kernel_w;
-      for (uint32_t c = 0; c < C; ++c)
-        for (uint32_t oy = 0; oy < OH; ++oy)
-          for (uint32_t ox = 0; ox < OW; ++ox) {
-            int64_t sum = 0;
-            for (uint32_t ky = 0; ky < ap->kernel_h; ++ky)
-              for (uint32_t kx = 0; kx < ap->kernel_w; ++kx) {
-                const int64_t y = int64_t{oy} * ap->stride_h - ap->pad_h + ky;
-                const int64_t x = int64_t{ox} * ap->stride_w - ap->pad_w + kx;
-                sum += (y < 0 || y >= H || x < 0 || x >= W)
-                           ? in_q.zero_point
-                           : in[static_cast<size_t>((int64_t{c} * H + y) * W + x)];
-              }
-            const double y = (static_cast<double>(sum - cnt * in_q.zero_point) * in_q.scale) /
-                             static_cast<double>(cnt);
-            emit(node, (size_t{c} * OH + oy) * OW + ox, y, out, values);
-          }
-    } else if (const auto* add = std::get_if<graph::Add>(&node.op)) {
-      const auto in_b = tensor(node.inputs[1]);
-      const graph::Quant& b_q = graph_.tensor_quant(node.inputs[1]);
-      for (size_t e = 0; e < out_elems; ++e) {
-        const double y = (in_q.scale * static_cast<double>(in[e] - in_q.zero_point)) +
-                         (b_q.scale * static_cast<double>(in_b[e] - b_q.zero_point));
-        emit(node, e, relu_if(y, add->activation), out, values);
-      }
-    } else if (std::holds_alternative<graph::Relu>(node.op)) {
-      for (size_t e = 0; e < out_elems; ++e)
-        emit(node, e, std::max(in_q.scale * static_cast<double>(in[e] - in_q.zero_point), 0.0), out, values);
-    } else if (std::holds_alternative<graph::Flatten>(node.op)) {
-      if (node.output_quant.is_float())
-        for (size_t e = 0; e < out_elems; ++e) values[e] = in_q.scale * double(in[e] - in_q.zero_point);
-      else out.assign(in.begin(), in.end());
+    } else {
+      run_digital_node(graph_, node, ins, out, values);  // sim/engine/digital_nodes.cc
     }
     if (i + 1 == n_nodes) {
       if (node.output_quant.is_float()) {
