@@ -1,12 +1,15 @@
 // imcsim_bench_kernels: times the functional engine (bit-exact, ADCs included) on one graph and
 // prints one line of figures: wall and CPU seconds, images/s, effective MAC/s (sum over IMC
-// layers of positions x K x N per image, / wall), peak RSS. Driven by scripts/bench_kernels.sh.
+// layers of positions x K x N per image, / wall), peak RSS, and a digest of the results (output
+// codes or predictions and event counters: equal across kernel paths and builds). Driven by
+// scripts/bench_kernels.sh.
 //
 //   imcsim_bench_kernels --graph G.imcg [--images N] [--threads J] [--image-threads J]
 //                        [--kernel reference|portable|native] [--noise SIGMA_LSB]
 //                        [--dataset]   (Fashion-MNIST test images via run_dataset; else random codes)
 #include <sys/resource.h>
 
+#include <bit>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -18,6 +21,7 @@
 #include <fmt/format.h>
 
 #include "models/crossbar/fast_mvm.h"
+#include "models/digital/requant.h"
 #include "sim/data/idx_dataset.h"
 #include "sim/engine/functional_engine.h"
 #include "sim/graph/graph_loader.h"
@@ -87,11 +91,25 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     const double cpu0 = cpu_seconds();
     uint64_t correct = 0;
+    // Digest of the results (every node's output codes or the predictions, and the event
+    // counters): equal digests across builds / kernel paths mean bit-identical results.
+    kernels::Digest digest;
+    auto digest_counters = [&](const engine::EngineCounters& c) {
+      for (const auto& n : c.per_node) {
+        digest.add(static_cast<int64_t>(n.row_drives));
+        digest.add(static_cast<int64_t>(n.adc_conversions));
+        digest.add(static_cast<int64_t>(n.adc_saturations));
+        digest.add(n.psum_min);
+        digest.add(n.psum_max);
+      }
+    };
     if (dataset) {
       const auto ds = data::read_fashion_mnist(data::kDefaultFashionMnistDir, false);
       if (images > ds.count) images = ds.count;
       const auto r = engine::run_dataset(eng, ds.pixels, ds.labels, images, threads, nullptr);
       correct = r.correct;
+      for (uint32_t p : r.predictions) digest.add(p);
+      digest_counters(r.counters);
     } else {
       // Random input codes, one image after the other (image-threads share each layer).
       std::mt19937_64 rng(12345);
@@ -99,19 +117,24 @@ int main(int argc, char** argv) {
       engine::EngineCounters counters;
       for (uint64_t im = 0; im < images; ++im) {
         for (auto& c : codes) c = static_cast<int32_t>(rng() & ((uint64_t{1} << bits) - 1));
-        eng.infer(codes, &counters, nullptr, nullptr, im);
+        const auto r = eng.infer(codes, &counters, nullptr, nullptr, im);
+        for (const auto& node : r.node_codes)
+          for (int32_t v : node) digest.add(v);
+        for (double v : r.output_values) digest.add(static_cast<int64_t>(std::bit_cast<uint64_t>(v)));
       }
+      digest_counters(counters);
     }
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double cpu = cpu_seconds() - cpu0;
     rusage u{};
     getrusage(RUSAGE_SELF, &u);
     fmt::print("graph={} kernel={} images={} threads={} image_threads={} noise={} wall_s={:.4f} cpu_s={:.4f} "
-               "setup_cpu_s={:.3f} images_per_s={:.2f} gmac_per_s={:.3f} peak_rss_mib={:.1f}{}\n",
+               "setup_cpu_s={:.3f} images_per_s={:.2f} gmac_per_s={:.3f} peak_rss_mib={:.1f}{} digest={:016x}\n",
                graph_file, kernels::kernel_path_name(eng.kernel_path()), images, threads, image_threads, noise, wall,
                cpu, setup_cpu, double(images) / wall, macs * double(images) / wall * 1e-9,
                double(u.ru_maxrss) / 1024.0,
-               dataset ? fmt::format(" accuracy={:.4f}", double(correct) / double(images)) : std::string());
+               dataset ? fmt::format(" accuracy={:.4f}", double(correct) / double(images)) : std::string(),
+               digest.value());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "imcsim_bench_kernels: %s\n", e.what());
     return 1;

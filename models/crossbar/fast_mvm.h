@@ -81,6 +81,10 @@ class BitPlaneCrossbar {
   // sets nonzero[g] = bitmask of the groups t with a non-zero value in tile g (T <= 32), and
   // returns the number of (tile, group, row) with a non-zero value (the DAC row drives).
   uint64_t pack_inputs(const int32_t* x_shifted, uint64_t* words, uint32_t* nonzero) const;
+  // pack_inputs of the gathered inputs x'[k] = src[offsets[k]] (k < K, every one readable);
+  // also sets *xsum = sum_k x'[k] (if xsum is not null). The native path gathers with VPGATHERDD.
+  uint64_t pack_gathered(const int32_t* src, const int32_t* offsets, uint64_t* words, uint32_t* nonzero,
+                         int64_t* xsum) const;
 
   // psum[s * N + n] for tile g and group t of one packed position (= ProgrammedCrossbar::
   // partial_sums of the same cells).
@@ -129,6 +133,12 @@ class BitPlaneCrossbar {
   size_t nibble_column_ = 0;               // bytes per column
   std::vector<uint8_t> nibbles_;
   void build_nibbles(std::span<const int16_t> cells);
+  template <bool kGather>
+  uint64_t pack_portable(const int32_t* src, const int32_t* offsets, uint64_t* words, uint32_t* nonzero,
+                         int64_t* xsum) const;
+  template <bool kGather>
+  uint64_t pack_native(const int32_t* src, const int32_t* offsets, uint64_t* words, uint32_t* nonzero,
+                       int64_t* xsum) const;
   void accumulate_nibble(const uint64_t* words, uint32_t batch, const PackedAdcLut& lut, int64_t* acc,
                          FastStats* stats) const;
 };

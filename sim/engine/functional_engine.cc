@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <thread>
@@ -80,7 +81,16 @@ struct FunctionalEngine::ImcPlan {
   int32_t input_zero_point = 0;
   uint32_t in_h = 1, in_w = 1, out_h = 1, out_w = 1;
   uint32_t positions = 1;
-  std::vector<int32_t> gather;          // [P][K]: input element index, or -1 for padding
+  // im2col (docs/fast_kernels.md): the layer input, A-shifted and surrounded by its padding
+  // (value zero_point - a), is a [C][Hp][Wp] array; row k of position pos reads element
+  // pos_base[pos] + row_offset[k] of it (a vector / token layer: the input as is, Hp = Wp = 1).
+  uint32_t pad_c = 1, pad_hp = 1, pad_wp = 1;
+  std::vector<int32_t> row_offset;      // [K]
+  std::vector<int32_t> pos_base;        // [P]
+  // The same as a table for the per-position paths (traces, observers, non-idealities): built on
+  // first use by ensure_gather(). [P][K]: input element index, or -1 for padding.
+  mutable std::vector<int32_t> gather;
+  mutable std::once_flag gather_once;
   std::vector<int64_t> shift_weight;    // [S][T]
   std::vector<int64_t> column_correction_fx;  // [N]: 2^F (a - z) sum_k W[k][n]
   int64_t offset_correction_fx = 0;     // 2^F 2^(Bw-1) (OFFSET only), times sum_k x'[k]
@@ -124,6 +134,48 @@ struct FunctionalEngine::ImcPlan {
 
   ImcPlan(const ImcLayer& l, kernels::ProgrammedCrossbar xbar) : layer(&l), crossbar(std::move(xbar)) {}
 
+  size_t padded_elements() const { return size_t{pad_c} * pad_hp * pad_wp; }
+  // The padded, A-shifted input of one image (docs/fast_kernels.md "im2col"): `buffer` is
+  // resized and filled; returns it, or `in` itself when no copy is needed (no padding, no A-shift).
+  const int32_t* padded_input(std::span<const int32_t> in, std::vector<int32_t>& buffer) const {
+    const int32_t a = static_cast<int32_t>(layer->ashift_offset);
+    if (!layer->is_conv) {
+      if (a == 0) return in.data();
+      buffer.resize(in.size());
+      for (size_t e = 0; e < in.size(); ++e) buffer[e] = in[e] - a;
+      return buffer.data();
+    }
+    const uint32_t ph = layer->pad_h, pw = layer->pad_w;
+    if (a == 0 && pad_hp == in_h && pad_wp == in_w) return in.data();
+    buffer.assign(padded_elements(), input_zero_point - a);
+    for (uint32_t c = 0; c < pad_c; ++c)
+      for (uint32_t y = 0; y < in_h; ++y) {
+        const int32_t* src = in.data() + (size_t{c} * in_h + y) * in_w;
+        int32_t* dst = buffer.data() + (size_t{c} * pad_hp + y + ph) * pad_wp + pw;
+        for (uint32_t x = 0; x < in_w; ++x) dst[x] = src[x] - a;
+      }
+    return buffer.data();
+  }
+
+  // Builds `gather` (once, thread-safe) from row_offset / pos_base.
+  void ensure_gather() const {
+    std::call_once(gather_once, [this] {
+      const size_t K = row_offset.size();
+      gather.resize(size_t{positions} * K);
+      const int64_t plane = int64_t{pad_hp} * pad_wp;
+      for (uint32_t pos = 0; pos < positions; ++pos)
+        for (size_t k = 0; k < K; ++k) {
+          const int64_t e = int64_t{pos_base[pos]} + row_offset[k];
+          int32_t idx = static_cast<int32_t>(e);
+          if (layer->is_conv) {
+            const int64_t c = e / plane, y = (e % plane) / pad_wp - layer->pad_h, x = e % pad_wp - layer->pad_w;
+            idx = y >= 0 && y < in_h && x >= 0 && x < in_w ? static_cast<int32_t>((c * in_h + y) * in_w + x) : -1;
+          }
+          gather[pos * K + k] = idx;
+        }
+    });
+  }
+
   bool saturated(uint64_t set, int64_t p) const {
     return layer->adc.kind == kernels::AdcKind::kLinear && kernels::linear_saturates(layer->adc, set, p);
   }
@@ -166,25 +218,31 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
       plan->out_h = in_shape.dims[0];  // one position per token
     }
     plan->positions = plan->out_h * plan->out_w;
-    plan->gather.resize(static_cast<size_t>(plan->positions) * K);
-    for (uint32_t oy = 0; oy < plan->out_h; ++oy)
-      for (uint32_t ox = 0; ox < plan->out_w; ++ox)
-        for (uint32_t c = 0; c < l->in_channels; ++c)
-          for (uint32_t ky = 0; ky < l->kernel_h; ++ky)
-            for (uint32_t kx = 0; kx < l->kernel_w; ++kx) {
-              const size_t pos = size_t{oy} * plan->out_w + ox;
-              const size_t k = (size_t{c} * l->kernel_h + ky) * l->kernel_w + kx;
-              int32_t idx = -1;
-              if (l->is_conv) {
-                const int64_t y = int64_t{oy} * l->stride_h - l->pad_h + ky;
-                const int64_t x = int64_t{ox} * l->stride_w - l->pad_w + kx;
-                if (y >= 0 && y < plan->in_h && x >= 0 && x < plan->in_w)
-                  idx = static_cast<int32_t>((int64_t{c} * plan->in_h + y) * plan->in_w + x);
-              } else {
-                idx = static_cast<int32_t>(pos * l->in_channels + c);  // token pos (0 for a vector)
-              }
-              plan->gather[pos * K + k] = idx;
-            }
+    plan->row_offset.resize(K);
+    plan->pos_base.resize(plan->positions);
+    if (l->is_conv) {
+      // Padded extent: the input plus its padding, and every window.
+      plan->pad_c = l->in_channels;
+      plan->pad_hp = std::max(l->pad_h + plan->in_h, (plan->out_h - 1) * l->stride_h + l->kernel_h);
+      plan->pad_wp = std::max(l->pad_w + plan->in_w, (plan->out_w - 1) * l->stride_w + l->kernel_w);
+      if (plan->padded_elements() > size_t{INT32_MAX})
+        throw std::invalid_argument(fmt::format("node '{}': padded input of {} elements is too large", node.name,
+                                                plan->padded_elements()));
+      for (uint32_t c = 0; c < l->in_channels; ++c)
+        for (uint32_t ky = 0; ky < l->kernel_h; ++ky)
+          for (uint32_t kx = 0; kx < l->kernel_w; ++kx)
+            plan->row_offset[(size_t{c} * l->kernel_h + ky) * l->kernel_w + kx] =
+                static_cast<int32_t>((size_t{c} * plan->pad_hp + ky) * plan->pad_wp + kx);
+      for (uint32_t oy = 0; oy < plan->out_h; ++oy)
+        for (uint32_t ox = 0; ox < plan->out_w; ++ox)
+          plan->pos_base[size_t{oy} * plan->out_w + ox] =
+              static_cast<int32_t>(size_t{oy} * l->stride_h * plan->pad_wp + size_t{ox} * l->stride_w);
+    } else {
+      plan->pad_c = static_cast<uint32_t>(in_shape.elements());
+      for (uint32_t k = 0; k < K; ++k) plan->row_offset[k] = static_cast<int32_t>(k / taps);
+      for (uint32_t pos = 0; pos < plan->positions; ++pos)
+        plan->pos_base[pos] = static_cast<int32_t>(size_t{pos} * l->in_channels);  // token pos (0 for a vector)
+    }
 
     plan->shift_weight.resize(S * T);
     for (size_t s = 0; s < S; ++s)
@@ -318,7 +376,7 @@ void run_imc_fused(const FunctionalEngine::ImcShape& shape, const auto& plan, co
                    ImcNodeCounters* counters, const kernels::PackedAdcLut& lut, unsigned threads) {
   const ImcLayer& l = *plan.layer;
   const kernels::BitPlaneCrossbar& fast = *plan.fast;
-  const uint32_t K = shape.rows_k, N = shape.cols_n, G = shape.tiles, P = plan.positions;
+  const uint32_t N = shape.cols_n, G = shape.tiles, P = plan.positions;
   const bool float_out = node.output_quant.is_float();
   if (float_out) out_values.assign(size_t{N} * P, 0.0);
   else out_codes.assign(size_t{N} * P, 0);
@@ -328,25 +386,18 @@ void run_imc_fused(const FunctionalEngine::ImcShape& shape, const auto& plan, co
   const uint32_t per_thread = (P + threads - 1) / threads;
   std::vector<kernels::FastStats> stats(threads);
   std::vector<uint64_t> drives(threads, 0);
+  std::vector<int32_t> padded_buffer;
+  const int32_t* padded = plan.padded_input(in, padded_buffer);
   auto work = [&](unsigned w) {
-    std::vector<int32_t> xs(K);
     std::vector<uint64_t> u(kBatch * words);
     std::vector<uint32_t> nz(size_t{kBatch} * G);
     std::vector<int64_t> acc(size_t{kBatch} * N), xsum(kBatch);
     const uint32_t begin = std::min(P, w * per_thread), end = std::min(P, begin + per_thread);
     for (uint32_t p0 = begin; p0 < end; p0 += kBatch) {
       const uint32_t nb = std::min(kBatch, end - p0);
-      for (uint32_t b = 0; b < nb; ++b) {
-        const int32_t* gather = plan.gather.data() + size_t{p0 + b} * K;
-        int64_t sum = 0;
-        for (uint32_t k = 0; k < K; ++k) {
-          const int32_t x = gather[k] < 0 ? plan.input_zero_point : in[static_cast<size_t>(gather[k])];
-          xs[k] = x - static_cast<int32_t>(l.ashift_offset);
-          sum += xs[k];
-        }
-        xsum[b] = sum;
-        drives[w] += fast.pack_inputs(xs.data(), u.data() + b * words, nz.data() + size_t{b} * G);
-      }
+      for (uint32_t b = 0; b < nb; ++b)
+        drives[w] += fast.pack_gathered(padded + plan.pos_base[p0 + b], plan.row_offset.data(), u.data() + b * words,
+                                        nz.data() + size_t{b} * G, &xsum[b]);
       std::fill(acc.begin(), acc.begin() + size_t{nb} * N, 0);
       fast.accumulate(u.data(), nz.data(), nb, lut, acc.data(), counters ? &stats[w] : nullptr);
       for (uint32_t b = 0; b < nb; ++b) {
@@ -394,6 +445,7 @@ void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const No
                                                plan.fast_lut32.empty() ? nullptr : plan.fast_lut32.data(),
                                                plan.fast_lut_max},
                          threads);
+  plan.ensure_gather();
   const ImcLayer& l = *plan.layer;
   const uint32_t K = shape.rows_k, N = shape.cols_n, S = shape.slices, T = shape.groups, G = shape.tiles;
   const auto& adc = l.adc;
@@ -709,6 +761,7 @@ InferenceResult FunctionalEngine::infer(std::span<const int32_t> input_codes, En
     std::vector<std::span<const int32_t>> ins;
     for (int id : node.inputs) ins.push_back(tensor(id));
     if (plans_[i] && plans_[i]->nonideal) {
+      plans_[i]->ensure_gather();  // (run_imc_nonideal's per-position paths read the table)
       run_imc_nonideal(imc_shape(i), *plans_[i], node, in, out, values,
                        counters ? &counters->per_node[i] : nullptr, traces ? &(*traces)[i] : nullptr, observer, i,
                        image_index, image_threads_);

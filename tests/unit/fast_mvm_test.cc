@@ -151,6 +151,73 @@ TEST(FastMvm, MatchesRowByRowCrossbarAndDirectShiftAdd) {
   }
 }
 
+// pack_gathered (x'[k] = src[offsets[k]], the engine's im2col) and the native AVX2 packing
+// equal the portable pack_inputs of the gathered vector: words, group masks, row drives and the
+// input sum; on tiles of 1..300 rows (tails of 8, 32 and 64 rows), inputs of 1 to 16 bits,
+// one-bit and wider DAC groups, A-shifted (negative) values and values wider than the input
+// (masked), and all-zero tiles.
+TEST(FastMvm, PackGatheredEqualsPortablePackInputs) {
+  struct Case {
+    uint32_t input_bits, dac_bits, rows, k;
+    bool ashift;
+  };
+  const Case cases[] = {{8, 1, 128, 72, false},  {8, 1, 64, 200, true},   {8, 2, 100, 250, false},
+                        {4, 3, 9, 40, true},     {1, 1, 31, 95, false},   {9, 1, 300, 700, false},
+                        {12, 4, 33, 130, true},  {16, 8, 72, 144, false}, {16, 1, 128, 511, true},
+                        {8, 8, 65, 66, false},   {5, 2, 7, 7, false}};
+  std::mt19937_64 rng(11);
+  for (const auto& c : cases) {
+    SCOPED_TRACE("bits " + std::to_string(c.input_bits) + " dac " + std::to_string(c.dac_bits) + " rows " +
+                 std::to_string(c.rows) + " k " + std::to_string(c.k));
+    const uint32_t N = 3;
+    std::vector<int32_t> w(size_t{c.k} * N);
+    for (auto& v : w) v = static_cast<int32_t>(rng() % 255) - 127;
+    const auto tiles = contiguous_row_tiles(c.k, c.rows);
+    const ProgrammedCrossbar xbar(w, c.k, N, 8, 2, WeightEncoding::kOffset, tiles);
+    const auto groups = input_groups(c.input_bits, c.dac_bits, c.ashift);
+    const uint32_t G = static_cast<uint32_t>(tiles.size());
+    // Source: 3K elements; offsets: a random permutation-like choice of them.
+    std::vector<int32_t> src(size_t{3} * c.k), offsets(c.k), xs(c.k);
+    const int32_t a = c.ashift ? 1 << (c.input_bits - 1) : 0;
+    for (int trial = 0; trial < 6; ++trial) {
+      for (auto& x : src) {
+        const uint64_t r = rng() % 8;
+        x = r < 3 ? -a : r < 7 ? static_cast<int32_t>(rng() % (1u << c.input_bits)) - a
+                               : static_cast<int32_t>(rng() % (1u << 24)) - (1 << 23);  // wider than the input
+        if (trial == 0) x = c.ashift ? -a : 0;  // all-zero patterns (nonzero masks 0)
+      }
+      int64_t want_sum = 0;
+      for (uint32_t k = 0; k < c.k; ++k) {
+        offsets[k] = static_cast<int32_t>(rng() % src.size());
+        xs[k] = src[static_cast<size_t>(offsets[k])];
+        want_sum += xs[k];
+      }
+      const BitPlaneCrossbar portable(xbar.cells(), c.k, N, xbar.slices(), tiles, groups, c.input_bits,
+                                      KernelPath::kPortable);
+      std::vector<uint64_t> want(portable.input_words(), ~0ull);
+      std::vector<uint32_t> want_nz(G, ~0u);
+      const uint64_t want_drives = portable.pack_inputs(xs.data(), want.data(), want_nz.data());
+      for (const auto path : fast_paths()) {
+        SCOPED_TRACE(kernel_path_name(path));
+        const BitPlaneCrossbar fast(xbar.cells(), c.k, N, xbar.slices(), tiles, groups, c.input_bits, path);
+        ASSERT_EQ(fast.input_words(), want.size());
+        std::vector<uint64_t> words(want.size(), ~0ull);  // stale contents must be overwritten
+        std::vector<uint32_t> nz(G, ~0u);
+        EXPECT_EQ(fast.pack_inputs(xs.data(), words.data(), nz.data()), want_drives);
+        EXPECT_EQ(words, want);
+        EXPECT_EQ(nz, want_nz);
+        std::fill(words.begin(), words.end(), ~0ull);
+        std::fill(nz.begin(), nz.end(), ~0u);
+        int64_t sum = 0;
+        EXPECT_EQ(fast.pack_gathered(src.data(), offsets.data(), words.data(), nz.data(), &sum), want_drives);
+        EXPECT_EQ(words, want);
+        EXPECT_EQ(nz, want_nz);
+        EXPECT_EQ(sum, want_sum);
+      }
+    }
+  }
+}
+
 TEST(FastMvm, PathSelection) {
   EXPECT_EQ(select_kernel_path(KernelPath::kPortable), KernelPath::kPortable);
   EXPECT_EQ(select_kernel_path(KernelPath::kReference), KernelPath::kReference);
