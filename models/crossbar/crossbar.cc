@@ -32,22 +32,31 @@ ProgrammedCrossbar::ProgrammedCrossbar(std::span<const int32_t> weights, uint32_
       slices_(weight_slices(encoding, weight_bits, cell_bits)) {
   const size_t n_slices = slices_.size();
   cells_.assign(static_cast<size_t>(k_rows) * n_slices * n_cols, 0);
-  for (uint32_t n = 0; n < n_cols; ++n) {
+  auto cell = [&](int32_t w, const WeightSlice& slice) -> int16_t {
+    if (encoding == WeightEncoding::kDifferentialAnalog)
+      return static_cast<int16_t>(
+          static_cast<int32_t>(slice_value(stored_weight_pattern(encoding, weight_bits, w, 0), slice)) -
+          static_cast<int32_t>(slice_value(stored_weight_pattern(encoding, weight_bits, w, 1), slice)));
+    return static_cast<int16_t>(slice_value(stored_weight_pattern(encoding, weight_bits, w, slice.polarity), slice));
+  };
+  // The cells of every weight in [-2^(Bw-1), 2^(Bw-1)) (others are converted one by one).
+  const int32_t w_lo = weight_bits >= 1 && weight_bits <= 16 ? -(int32_t{1} << (weight_bits - 1)) : 0;
+  const int32_t w_count = weight_bits >= 1 && weight_bits <= 16 ? int32_t{1} << weight_bits : 0;
+  std::vector<int16_t> table(static_cast<size_t>(w_count) * n_slices);
+  for (int32_t i = 0; i < w_count; ++i)
+    for (size_t s = 0; s < n_slices; ++s) table[static_cast<size_t>(i) * n_slices + s] = cell(w_lo + i, slices_[s]);
+  // Columns in blocks of 16: the weights read ([n][k]) and the cells written ([k][s][n]) stay in cache.
+  for (uint32_t n0 = 0; n0 < n_cols; n0 += 16) {
+    const uint32_t n1 = std::min(n_cols, n0 + 16);
     for (uint32_t k = 0; k < k_rows; ++k) {
-      const int32_t w = weights[static_cast<size_t>(n) * k_rows + k];
-      for (size_t s = 0; s < n_slices; ++s) {
-        const WeightSlice& slice = slices_[s];
-        int32_t value;
-        if (encoding == WeightEncoding::kDifferentialAnalog) {
-          value = static_cast<int32_t>(
-                      slice_value(stored_weight_pattern(encoding, weight_bits, w, 0), slice)) -
-                  static_cast<int32_t>(
-                      slice_value(stored_weight_pattern(encoding, weight_bits, w, 1), slice));
-        } else {
-          value = static_cast<int32_t>(slice_value(
-              stored_weight_pattern(encoding, weight_bits, w, slice.polarity), slice));
-        }
-        cells_[(static_cast<size_t>(k) * n_slices + s) * n_cols + n] = static_cast<int16_t>(value);
+      int16_t* row = cells_.data() + static_cast<size_t>(k) * n_slices * n_cols;
+      for (uint32_t n = n0; n < n1; ++n) {
+        const int32_t w = weights[static_cast<size_t>(n) * k_rows + k];
+        const int64_t i = int64_t{w} - w_lo;
+        if (i >= 0 && i < w_count)
+          for (size_t s = 0; s < n_slices; ++s) row[s * n_cols + n] = table[static_cast<size_t>(i) * n_slices + s];
+        else
+          for (size_t s = 0; s < n_slices; ++s) row[s * n_cols + n] = cell(w, slices_[s]);
       }
     }
   }

@@ -117,15 +117,32 @@ BitPlaneCrossbar::BitPlaneCrossbar(std::span<const int16_t> cells, uint32_t k_ro
       const Block& b = blocks_[g * S + s];
       const uint32_t qp = b.planes - static_cast<uint32_t>(std::count_if(b.coef.begin(), b.coef.end(),
                                                                          [](int32_t c) { return c < 0; }));
-      for (uint32_t k = tile.row_begin; k < tile.row_end; ++k) {
-        const uint32_t r = k - tile.row_begin;
-        for (size_t n = 0; n < N; ++n) {
-          const int32_t c = cells[(size_t{k} * S + s) * N + n];
-          const uint32_t pos = static_cast<uint32_t>(std::max(c, 0)), neg = static_cast<uint32_t>(std::max(-c, 0));
-          uint64_t* d = planes_.data() + b.offset + n * b.planes * W;
-          for (uint32_t q = 0; q < b.planes; ++q) {
-            const uint32_t bit = q < qp ? (pos >> q) & 1u : (neg >> (q - qp)) & 1u;
-            d[size_t{q} * W + r / 64] |= uint64_t{bit} << (r % 64);
+      // Per word (64 rows) and block of 32 columns, the planes' words are built in a buffer
+      // ([q][n]) from the rows' contiguous cells, then stored.
+      const uint32_t Q = b.planes;
+      if (Q == 0) continue;
+      std::vector<uint64_t> acc(size_t{Q} * 32);
+      for (uint32_t w = 0; w < W; ++w) {
+        const uint32_t r0 = tile.row_begin + 64 * w, r1 = std::min(tile.row_end, r0 + 64);
+        for (size_t n0 = 0; n0 < N; n0 += 32) {
+          const size_t nb = std::min<size_t>(32, N - n0);
+          std::fill(acc.begin(), acc.end(), 0);
+          for (uint32_t k = r0; k < r1; ++k) {
+            const int16_t* crow = cells.data() + (size_t{k} * S + s) * N + n0;
+            const uint32_t sh = k - r0;
+            for (uint32_t q = 0; q < Q; ++q) {
+              uint64_t* aq = acc.data() + size_t{q} * 32;
+              if (q < qp)
+                for (size_t n = 0; n < nb; ++n)
+                  aq[n] |= uint64_t{(static_cast<uint32_t>(std::max<int32_t>(crow[n], 0)) >> q) & 1u} << sh;
+              else
+                for (size_t n = 0; n < nb; ++n)
+                  aq[n] |= uint64_t{(static_cast<uint32_t>(std::max<int32_t>(-crow[n], 0)) >> (q - qp)) & 1u} << sh;
+            }
+          }
+          for (size_t n = 0; n < nb; ++n) {
+            uint64_t* d = planes_.data() + b.offset + (n0 + n) * Q * W;
+            for (uint32_t q = 0; q < Q; ++q) d[size_t{q} * W + w] = acc[size_t{q} * 32 + n];
           }
         }
       }
@@ -155,21 +172,39 @@ void BitPlaneCrossbar::build_nibbles(std::span<const int16_t> cells) {
       nibble_column_ += size_t{row_groups_[g]} * 16;
     }
   }
-  nibbles_.assign(nibble_column_ * N, 0);
-  for (size_t n = 0; n < N; ++n)
-    for (size_t g = 0; g < G; ++g)
+  nibbles_.resize(nibble_column_ * N);  // every byte is written below
+  // Entry pat of a table = sum of the cells c_j (0 <= c_j <= 63) of the rows j with bit j of pat
+  // set: bytes pat = 0..7 of c0 * M0 + c1 * M1 + c2 * M2 (M_j: byte pat = bit j of pat), no carry
+  // between bytes since the sum is <= 252; bytes 8..15 add c3. Columns in blocks of 32, so that
+  // the cells read (32 int16 per row) and the tables written stay in cache.
+  constexpr uint64_t kM0 = 0x0100010001000100ull, kM1 = 0x0101000001010000ull, kM2 = 0x0101010100000000ull,
+                     kOnes = 0x0101010101010101ull;
+  for (size_t n0 = 0; n0 < N; n0 += 32) {
+    const size_t n1 = std::min(N, n0 + 32);
+    for (size_t g = 0; g < G; ++g) {
+      const RowTile& tile = tiles_[g];
       for (size_t s = 0; s < S; ++s) {
-        uint8_t* t = nibbles_.data() + n * nibble_column_ + nibble_offset_[g * S + s];
-        for (uint32_t r = 0; r < row_groups_[g]; ++r)
-          for (uint32_t pat = 0; pat < 16; ++pat) {
-            int32_t sum = 0;
-            for (uint32_t j = 0; j < 4; ++j) {
-              const uint32_t row = tiles_[g].row_begin + 4 * r + j;
-              if ((pat >> j) & 1u && row < tiles_[g].row_end) sum += cells[(size_t{row} * S + s) * N + n];
-            }
-            t[size_t{r} * 16 + pat] = static_cast<uint8_t>(sum);
+        const size_t off = nibble_offset_[g * S + s];
+        for (uint32_t r = 0; r < row_groups_[g]; ++r) {
+          const int16_t* rowp[4];
+          for (uint32_t j = 0; j < 4; ++j) {
+            const uint32_t row = tile.row_begin + 4 * r + j;
+            rowp[j] = row < tile.row_end ? cells.data() + (size_t{row} * S + s) * N : nullptr;
           }
+          for (size_t n = n0; n < n1; ++n) {
+            uint64_t c[4];
+            for (uint32_t j = 0; j < 4; ++j) c[j] = rowp[j] ? static_cast<uint64_t>(rowp[j][n]) : 0;
+            const uint64_t lo = c[0] * kM0 + c[1] * kM1 + c[2] * kM2, hi = lo + c[3] * kOnes;
+            uint8_t* t = nibbles_.data() + n * nibble_column_ + off + size_t{r} * 16;
+            for (uint32_t b = 0; b < 8; ++b) {
+              t[b] = static_cast<uint8_t>(lo >> (8 * b));
+              t[8 + b] = static_cast<uint8_t>(hi >> (8 * b));
+            }
+          }
+        }
       }
+    }
+  }
   nibble_flush_ = std::max<uint32_t>(1, 255 / std::max<uint32_t>(1, 4 * static_cast<uint32_t>(max_level)));
   nibble_ok_ = true;
 }

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -190,10 +191,11 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
     throw std::invalid_argument(graph.source_file + ": a shape_only graph has no weights: it can only be "
                                 "timed (imcsim run --timing-only), not run on data");
   plans_.resize(graph.nodes.size());
-  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+  // Plan of IMC node i (independent of every other node's).
+  auto build = [&](size_t i) {
     const Node& node = graph.nodes[i];
     const auto* l = std::get_if<ImcLayer>(&node.op);
-    if (!l) continue;
+    if (!l) return;
     const uint32_t K = l->rows_k(), N = l->cols_n();
     const uint32_t taps = l->kernel_h * l->kernel_w;
     auto tiles = l->row_tiling == graph::RowTilingRule::kContiguous
@@ -347,7 +349,44 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
       }
     }
     plans_[i] = std::move(plan);
+  };
+  // The layers' plans are built in parallel, largest first (each plan is a function of its node
+  // only: the same result as in order); an error is reported for the first failing node in order.
+  std::vector<size_t> order;
+  double cells = 0;
+  for (size_t i = 0; i < graph.nodes.size(); ++i)
+    if (const auto* l = std::get_if<ImcLayer>(&graph.nodes[i].op)) {
+      order.push_back(i);
+      cells += double(l->rows_k()) * l->cols_n();
+    }
+  auto size_of = [&](size_t i) {
+    const auto& l = std::get<ImcLayer>(graph.nodes[i].op);
+    return uint64_t{l.rows_k()} * l.cols_n();
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return size_of(a) > size_of(b); });
+  const unsigned threads = cells < 1e5 ? 1u
+                                       : std::min<unsigned>({std::max(1u, std::thread::hardware_concurrency()), 8u,
+                                                             static_cast<unsigned>(order.size())});
+  if (threads <= 1) {
+    for (size_t i = 0; i < graph.nodes.size(); ++i) build(i);
+    return;
   }
+  std::vector<std::exception_ptr> errors(graph.nodes.size());
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  for (unsigned w = 0; w < threads; ++w)
+    pool.emplace_back([&] {
+      for (size_t j; (j = next.fetch_add(1)) < order.size();) {
+        try {
+          build(order[j]);
+        } catch (...) {
+          errors[order[j]] = std::current_exception();
+        }
+      }
+    });
+  for (auto& t : pool) t.join();
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 FunctionalEngine::~FunctionalEngine() = default;
