@@ -14,6 +14,7 @@
 
 #include "models/adc/adc.h"
 #include "models/crossbar/crossbar.h"
+#include "models/crossbar/noise_kernel.h"
 #include "models/crossbar/nonideal.h"
 #include "models/crossbar/slicing.h"
 #include "sim/engine/digital_nodes.h"
@@ -112,6 +113,9 @@ struct FunctionalEngine::ImcPlan {
     bool clamp = true;       // false when |curve(x) + noise| <= 2^46 always (the clamp is a no-op)
     bool fx32 = false;       // fixed-point cells whose partial sums fit 32 bits
     uint64_t noise_key = 0;  // H(seed, 1, node); extended by the image index
+    std::vector<int64_t> noise_table;  // noise_fx as a function of the Irwin-Hall sum S (noise only)
+    kernels::KernelPath noise_path = kernels::KernelPath::kPortable;  // of the noise sums (native: AVX2)
+    std::unique_ptr<kernels::NoiseMvmKernel> noise_kernel;  // fused noise kernel (null: not applicable)
     // Integer cells and no noise: value_fx and saturation of every partial sum in
     // [lut_min, lut_min + lut_size) per parameter set, through the curve and the analog ADC.
     bool use_lut = false;
@@ -296,6 +300,12 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
       ni->adc.emplace(l->adc);
       ni->noise_sigma = nonideal.adc_noise_sigma_lsb;
       ni->noise_key = kernels::rng_key({seed, kernels::kStreamAdcNoise, i});
+      if (nonideal.noise()) ni->noise_table = kernels::noise_table(nonideal.adc_noise_sigma_lsb);
+      ni->noise_path = kernel_;
+      if (nonideal.noise() && !nonideal.transfer() && ni->crossbar->integer_cells())
+        ni->noise_kernel = kernels::NoiseMvmKernel::make(ni->crossbar->levels(), K, N, slices, plan->crossbar.tiles(),
+                                                         plan->groups, plan->input_bits, l->adc,
+                                                         nonideal.adc_noise_sigma_lsb, kernel_);
       const int64_t pbound = ni->crossbar->psum_bound(static_cast<uint32_t>((1u << gbits) - 1));
       if (ni->crossbar->integer_cells() ? pbound >= INT32_MAX : pbound >= (int64_t{1} << 52))
         throw std::invalid_argument(fmt::format("node '{}': partial sums up to {} with stuck-at faults exceed the "
@@ -587,6 +597,77 @@ void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const No
   }
 }
 
+// The fused ADC-noise kernel (kernels::NoiseMvmKernel, docs/fast_kernels.md): output positions
+// in batches, split over `threads` threads as run_imc_fused; the same results and counters as
+// the row loop of run_imc_nonideal (the noise index of a conversion is canonical, so the split
+// does not matter).
+void run_imc_noise_fused(const FunctionalEngine::ImcShape& shape, const auto& plan, const Node& node,
+                         std::span<const int32_t> in, std::vector<int32_t>& out_codes,
+                         std::vector<double>& out_values, ImcNodeCounters* counters, uint64_t image_key,
+                         unsigned threads) {
+  const ImcLayer& l = *plan.layer;
+  const kernels::NoiseMvmKernel& kern = *plan.nonideal->noise_kernel;
+  const uint32_t K = shape.rows_k, N = shape.cols_n, P = plan.positions;
+  const bool float_out = node.output_quant.is_float();
+  if (float_out) out_values.assign(size_t{N} * P, 0.0);
+  else out_codes.assign(size_t{N} * P, 0);
+  const uint32_t kBatch = kern.preferred_batch();
+  threads = std::max(1u, std::min<unsigned>(threads, P));
+  const uint32_t per_thread = (P + threads - 1) / threads;
+  std::vector<kernels::FastStats> stats(threads);
+  std::vector<uint64_t> drives(threads, 0);
+  auto work = [&](unsigned w) {
+    std::vector<int32_t> xs(size_t{kBatch} * K);
+    std::vector<int64_t> acc(size_t{kBatch} * N), xsum(kBatch);
+    const uint32_t begin = std::min(P, w * per_thread), end = std::min(P, begin + per_thread);
+    for (uint32_t p0 = begin; p0 < end; p0 += kBatch) {
+      const uint32_t nb = std::min(kBatch, end - p0);
+      for (uint32_t b = 0; b < nb; ++b) {
+        const int32_t* gather = plan.gather.data() + size_t{p0 + b} * K;
+        int32_t* x = xs.data() + size_t{b} * K;
+        int64_t sum = 0;
+        for (uint32_t k = 0; k < K; ++k) {
+          const int32_t v = gather[k] < 0 ? plan.input_zero_point : in[static_cast<size_t>(gather[k])];
+          x[k] = v - static_cast<int32_t>(l.ashift_offset);
+          sum += x[k];
+        }
+        xsum[b] = sum;
+      }
+      std::fill(acc.begin(), acc.begin() + size_t{nb} * N, 0);
+      drives[w] += kern.run(xs.data(), nb, p0, image_key, acc.data(), counters ? &stats[w] : nullptr);
+      for (uint32_t b = 0; b < nb; ++b) {
+        const uint32_t pos = p0 + b;
+        for (uint32_t n = 0; n < N; ++n) {
+          const int64_t a = acc[size_t{b} * N + n] + plan.column_correction_fx[n] - plan.offset_correction_fx * xsum[b];
+          const double y = relu_if(static_cast<double>(a) * plan.multiplier[n] + l.bias[n], l.activation);
+          const size_t o = size_t{n} * P + pos;
+          if (float_out) out_values[o] = y;
+          else
+            out_codes[o] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
+                                               node.output_quant.bits);
+        }
+      }
+    }
+  };
+  if (threads == 1) {
+    work(0);
+  } else {
+    std::vector<std::thread> pool;
+    for (unsigned w = 0; w < threads; ++w) pool.emplace_back(work, w);
+    for (auto& t : pool) t.join();
+  }
+  if (counters) {
+    counters->images += 1;
+    for (unsigned w = 0; w < threads; ++w) {
+      counters->row_drives += drives[w];
+      counters->adc_saturations += stats[w].saturations;
+      counters->psum_min = std::min(counters->psum_min, stats[w].psum_min);
+      counters->psum_max = std::max(counters->psum_max, stats[w].psum_max);
+    }
+    counters->adc_conversions += uint64_t{P} * shape.tiles * shape.slices * shape.groups * N;
+  }
+}
+
 // run_imc with analog non-idealities (docs/SEMANTICS.md step 5): the same lowering, groups and
 // shift-add; the cells are the programmed (faulty / varied) ones, and each ADC converts the
 // analog value a_fx = clamp(curve(x_fx) + noise_fx) (units 2^-16 LSB).
@@ -604,8 +685,12 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
                                                ni.fast_lut32.empty() ? nullptr : ni.fast_lut32.data(),
                                                ni.fast_lut_max},
                          threads);
+  if (ni.noise_kernel && !trace && !observer)
+    return run_imc_noise_fused(shape, plan, node, in, out_codes, out_values, counters,
+                               kernels::rng_extend(ni.noise_key, image_index), threads);
   const kernels::NonidealCrossbar& xbar = *ni.crossbar;
   const uint32_t K = shape.rows_k, N = shape.cols_n, S = shape.slices, T = shape.groups, G = shape.tiles;
+  const uint32_t P = plan.positions;
   const auto& adc = l.adc;
   const bool float_out = node.output_quant.is_float();
   const bool integer = xbar.integer_cells(), noise = ni.noise_sigma > 0;
@@ -613,149 +698,175 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
   // The fused row kernel: 32-bit partial sums, no curve, no clamp needed, ADC tables built.
   const bool fused = !ni.use_lut && (integer || ni.fx32) && !curve && !ni.clamp && ni.adc->has_tables() &&
                      !observer && !trace;
-  if (float_out) out_values.assign(size_t{N} * plan.positions, 0.0);
-  else out_codes.assign(size_t{N} * plan.positions, 0);
-
-  std::vector<int32_t> xs(K);
-  std::vector<uint16_t> u(size_t{T} * K);
-  std::vector<int32_t> psum(integer || ni.fx32 ? size_t{S} * N : 0);
-  std::vector<uint64_t> words(plan.fast ? plan.fast->input_words() : 0);  // bit planes (fast kernels)
-  std::vector<uint32_t> nonzero(G);
-  std::vector<int64_t> psum_fx(integer || ni.fx32 ? 0 : size_t{S} * N);
-  std::vector<int64_t> analog(N), values(N), noise_fx(noise ? size_t{G} * S * T * N : 0);
+  if (float_out) out_values.assign(size_t{N} * P, 0.0);
+  else out_codes.assign(size_t{N} * P, 0);
   constexpr int64_t kFxOne = int64_t{1} << kernels::kAnalogFracBits;
-  std::vector<int64_t> acc(N);
-  std::vector<int64_t> trace_psums, trace_codes;  // [G][S][T][N] of one position (trace only)
-  if (trace) {
-    trace_psums.resize(size_t{G} * S * T * N);
-    trace_codes.resize(trace_psums.size());
-  }
-  uint64_t row_drives = 0, saturations = 0;
-  int64_t pmin = INT64_MAX, pmax = INT64_MIN;
   const uint64_t image_key = kernels::rng_extend(ni.noise_key, image_index);
+  const size_t per_position = size_t{G} * S * T * N;  // conversions of one output position
 
-  for (uint32_t pos = 0; pos < plan.positions; ++pos) {
-    const int32_t* gather = plan.gather.data() + size_t{pos} * K;
-    int64_t xsum = 0;
-    for (uint32_t k = 0; k < K; ++k) {
-      const int32_t x = gather[k] < 0 ? plan.input_zero_point : in[static_cast<size_t>(gather[k])];
-      xs[k] = x - static_cast<int32_t>(l.ashift_offset);
-      xsum += xs[k];
+  // Output positions [begin, end) with this thread's buffers; event counts into the arguments.
+  // (Results do not depend on the split: the noise index of a conversion is canonical.)
+  auto work = [&](uint32_t begin, uint32_t end, uint64_t& row_drives, uint64_t& saturations, int64_t& pmin,
+                  int64_t& pmax) {
+    std::vector<int32_t> xs(K);
+    std::vector<uint16_t> u(size_t{T} * K);
+    std::vector<int32_t> psum(integer || ni.fx32 ? size_t{S} * N : 0);
+    std::vector<uint64_t> words(plan.fast ? plan.fast->input_words() : 0);  // bit planes (fast kernels)
+    std::vector<uint32_t> nonzero(G);
+    std::vector<int64_t> psum_fx(integer || ni.fx32 ? 0 : size_t{S} * N);
+    std::vector<int64_t> analog(N), values(N), noise_fx(noise ? per_position : 0);
+    std::vector<uint16_t> noise_sums(noise ? per_position : 0);
+    std::vector<int64_t> acc(N);
+    std::vector<int64_t> trace_psums, trace_codes;  // [G][S][T][N] of one position (trace only)
+    if (trace) {
+      trace_psums.resize(per_position);
+      trace_codes.resize(trace_psums.size());
     }
-    for (uint32_t t = 0; t < T; ++t)
-      for (uint32_t k = 0; k < K; ++k)
-        u[size_t{t} * K + k] = static_cast<uint16_t>(kernels::group_value(xs[k], plan.input_bits, plan.groups[t]));
-    if (plan.fast) plan.fast->pack_inputs(xs.data(), words.data(), nonzero.data());
-    std::fill(acc.begin(), acc.end(), 0);
-    // Noise of every conversion of this position: element ((pos*G + g)*S + s)*T + t)*N + n, the
-    // conversion's index in the canonical [P][G][S][T][N] order.
-    if (noise) kernels::noise_block(image_key, ni.noise_sigma, uint64_t{pos} * noise_fx.size(), noise_fx.size(),
-                                    noise_fx.data());
-    for (uint32_t g = 0; g < G; ++g) {
-      const auto& tile = plan.crossbar.tiles()[g];
-      for (uint32_t t = 0; t < T; ++t) {
-        const uint16_t* ut = u.data() + size_t{t} * K;
-        if (counters)
-          for (uint32_t k = tile.row_begin; k < tile.row_end; ++k) row_drives += ut[k] != 0;
-        if (integer && plan.fast) plan.fast->partial_sums(words.data(), g, t, psum.data());
-        else if (integer) xbar.partial_sums(g, std::span<const uint16_t>(ut, K), psum);
-        else if (ni.fx32) xbar.partial_sums_fx32(g, std::span<const uint16_t>(ut, K), psum);
-        else xbar.partial_sums_fx(g, std::span<const uint16_t>(ut, K), psum_fx);
-        for (uint32_t s = 0; s < S; ++s) {
-          const int64_t w = plan.shift_weight[size_t{s} * T + t];
-          // Parameter set of column n: set0 + n * set_step.
-          const uint64_t set0 = adc.set_index(g, s, 0, S, N);
-          const uint64_t set_step = adc.granularity == kernels::AdcGranularity::kLayer ? 0 : 1;
-          if (ni.use_lut) {
-            for (uint32_t n = 0; n < N; ++n) {
-              const uint64_t set = set0 + n * set_step;
-              const size_t idx = set * ni.lut_size + static_cast<size_t>(psum[size_t{s} * N + n] - ni.lut_min);
-              acc[n] += w * ni.lut_value[idx];
-              saturations += ni.lut_saturated[idx];
-            }
-          } else if (fused) {
-            // a = x (* 2^16) + noise, converted and accumulated in one pass.
-            const int64_t* z = noise ? noise_fx.data() + ((size_t{g} * S + s) * T + t) * N : nullptr;
-            int64_t lo = INT64_MAX, hi = INT64_MIN;
-            saturations += ni.adc->accumulate_row(psum.data() + size_t{s} * N, integer ? kFxOne : 1, z, N, set0,
-                                                  set_step, w, acc.data(), lo, hi);
-            pmin = std::min(pmin, lo >> kernels::kAnalogFracBits);
-            pmax = std::max(pmax, hi >> kernels::kAnalogFracBits);
-          } else {
-            // The analog ADC inputs of this row: a = clamp(curve(x) + noise).
-            int64_t* a = analog.data();
-            if (integer)
-              for (uint32_t n = 0; n < N; ++n) a[n] = int64_t{psum[size_t{s} * N + n]} * kFxOne;
-            else if (ni.fx32)
-              for (uint32_t n = 0; n < N; ++n) a[n] = psum[size_t{s} * N + n];
-            else
-              for (uint32_t n = 0; n < N; ++n) a[n] = psum_fx[size_t{s} * N + n];
-            if (curve) curve->apply_row(a, N);
-            if (noise) {
-              const int64_t* z = noise_fx.data() + ((size_t{g} * S + s) * T + t) * N;
-              if (ni.clamp)
-                for (uint32_t n = 0; n < N; ++n) a[n] = kernels::clamp_analog(a[n] + z[n]);
-              else
-                for (uint32_t n = 0; n < N; ++n) a[n] += z[n];
-            }
-            saturations += ni.adc->convert_row(a, N, set0, set_step, values.data());
-            for (uint32_t n = 0; n < N; ++n) acc[n] += w * values[n];
-            if (counters && !observer && !trace) {
-              int64_t lo = a[0], hi = a[0];
-              for (uint32_t n = 1; n < N; ++n) {
-                lo = std::min(lo, a[n]);
-                hi = std::max(hi, a[n]);
+    for (uint32_t pos = begin; pos < end; ++pos) {
+      const int32_t* gather = plan.gather.data() + size_t{pos} * K;
+      int64_t xsum = 0;
+      for (uint32_t k = 0; k < K; ++k) {
+        const int32_t x = gather[k] < 0 ? plan.input_zero_point : in[static_cast<size_t>(gather[k])];
+        xs[k] = x - static_cast<int32_t>(l.ashift_offset);
+        xsum += xs[k];
+      }
+      for (uint32_t t = 0; t < T; ++t)
+        for (uint32_t k = 0; k < K; ++k)
+          u[size_t{t} * K + k] = static_cast<uint16_t>(kernels::group_value(xs[k], plan.input_bits, plan.groups[t]));
+      if (plan.fast) plan.fast->pack_inputs(xs.data(), words.data(), nonzero.data());
+      std::fill(acc.begin(), acc.end(), 0);
+      // Noise of every conversion of this position: element ((pos*G + g)*S + s)*T + t)*N + n, the
+      // conversion's index in the canonical [P][G][S][T][N] order; its value is a function of the
+      // Irwin-Hall sum alone (ni.noise_table).
+      if (noise) {
+        kernels::irwin_hall_block(image_key, uint64_t{pos} * per_position, per_position, noise_sums.data(),
+                                  ni.noise_path);
+        for (size_t i = 0; i < per_position; ++i) noise_fx[i] = ni.noise_table[noise_sums[i]];
+      }
+      for (uint32_t g = 0; g < G; ++g) {
+        const auto& tile = plan.crossbar.tiles()[g];
+        for (uint32_t t = 0; t < T; ++t) {
+          const uint16_t* ut = u.data() + size_t{t} * K;
+          if (counters)
+            for (uint32_t k = tile.row_begin; k < tile.row_end; ++k) row_drives += ut[k] != 0;
+          if (integer && plan.fast) plan.fast->partial_sums(words.data(), g, t, psum.data());
+          else if (integer) xbar.partial_sums(g, std::span<const uint16_t>(ut, K), psum);
+          else if (ni.fx32) xbar.partial_sums_fx32(g, std::span<const uint16_t>(ut, K), psum);
+          else xbar.partial_sums_fx(g, std::span<const uint16_t>(ut, K), psum_fx);
+          for (uint32_t s = 0; s < S; ++s) {
+            const int64_t w = plan.shift_weight[size_t{s} * T + t];
+            // Parameter set of column n: set0 + n * set_step.
+            const uint64_t set0 = adc.set_index(g, s, 0, S, N);
+            const uint64_t set_step = adc.granularity == kernels::AdcGranularity::kLayer ? 0 : 1;
+            if (ni.use_lut) {
+              for (uint32_t n = 0; n < N; ++n) {
+                const uint64_t set = set0 + n * set_step;
+                const size_t idx = set * ni.lut_size + static_cast<size_t>(psum[size_t{s} * N + n] - ni.lut_min);
+                acc[n] += w * ni.lut_value[idx];
+                saturations += ni.lut_saturated[idx];
               }
+            } else if (fused) {
+              // a = x (* 2^16) + noise, converted and accumulated in one pass.
+              const int64_t* z = noise ? noise_fx.data() + ((size_t{g} * S + s) * T + t) * N : nullptr;
+              int64_t lo = INT64_MAX, hi = INT64_MIN;
+              saturations += ni.adc->accumulate_row(psum.data() + size_t{s} * N, integer ? kFxOne : 1, z, N, set0,
+                                                    set_step, w, acc.data(), lo, hi);
               pmin = std::min(pmin, lo >> kernels::kAnalogFracBits);
               pmax = std::max(pmax, hi >> kernels::kAnalogFracBits);
+            } else {
+              // The analog ADC inputs of this row: a = clamp(curve(x) + noise).
+              int64_t* a = analog.data();
+              if (integer)
+                for (uint32_t n = 0; n < N; ++n) a[n] = int64_t{psum[size_t{s} * N + n]} * kFxOne;
+              else if (ni.fx32)
+                for (uint32_t n = 0; n < N; ++n) a[n] = psum[size_t{s} * N + n];
+              else
+                for (uint32_t n = 0; n < N; ++n) a[n] = psum_fx[size_t{s} * N + n];
+              if (curve) curve->apply_row(a, N);
+              if (noise) {
+                const int64_t* z = noise_fx.data() + ((size_t{g} * S + s) * T + t) * N;
+                if (ni.clamp)
+                  for (uint32_t n = 0; n < N; ++n) a[n] = kernels::clamp_analog(a[n] + z[n]);
+                else
+                  for (uint32_t n = 0; n < N; ++n) a[n] += z[n];
+              }
+              saturations += ni.adc->convert_row(a, N, set0, set_step, values.data());
+              for (uint32_t n = 0; n < N; ++n) acc[n] += w * values[n];
+              if (counters && !observer && !trace) {
+                int64_t lo = a[0], hi = a[0];
+                for (uint32_t n = 1; n < N; ++n) {
+                  lo = std::min(lo, a[n]);
+                  hi = std::max(hi, a[n]);
+                }
+                pmin = std::min(pmin, lo >> kernels::kAnalogFracBits);
+                pmax = std::max(pmax, hi >> kernels::kAnalogFracBits);
+              }
             }
-          }
-          if (observer || trace || (counters && ni.use_lut)) {
-            for (uint32_t n = 0; n < N; ++n) {
-              const uint64_t set = set0 + n * set_step;
-              int64_t a = ni.use_lut ? int64_t{psum[size_t{s} * N + n]} * kFxOne : analog[n];
-              if (ni.use_lut && curve) a = curve->apply(a);
-              const int64_t p_floor = a >> kernels::kAnalogFracBits;
-              if (observer) observer->observe(node_index, set, p_floor);
-              pmin = std::min(pmin, p_floor);
-              pmax = std::max(pmax, p_floor);
-              if (trace) {
-                const size_t ti = ((size_t{g} * S + s) * T + t) * N + n;
-                trace_psums[ti] = a;
-                trace_codes[ti] = ni.adc->convert(set, a).code;
+            if (observer || trace || (counters && ni.use_lut)) {
+              for (uint32_t n = 0; n < N; ++n) {
+                const uint64_t set = set0 + n * set_step;
+                int64_t a = ni.use_lut ? int64_t{psum[size_t{s} * N + n]} * kFxOne : analog[n];
+                if (ni.use_lut && curve) a = curve->apply(a);
+                const int64_t p_floor = a >> kernels::kAnalogFracBits;
+                if (observer) observer->observe(node_index, set, p_floor);
+                pmin = std::min(pmin, p_floor);
+                pmax = std::max(pmax, p_floor);
+                if (trace) {
+                  const size_t ti = ((size_t{g} * S + s) * T + t) * N + n;
+                  trace_psums[ti] = a;
+                  trace_codes[ti] = ni.adc->convert(set, a).code;
+                }
               }
             }
           }
         }
       }
-    }
-    for (uint32_t n = 0; n < N; ++n) {
-      acc[n] += plan.column_correction_fx[n] - plan.offset_correction_fx * xsum;
-      const double y = relu_if(static_cast<double>(acc[n]) * plan.multiplier[n] + l.bias[n], l.activation);
-      const size_t o = size_t{n} * plan.positions + pos;
-      if (float_out) out_values[o] = y;
-      else
-        out_codes[o] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
-                                           node.output_quant.bits);
-    }
-    if (trace) {
-      for (int64_t v : trace_psums) trace->psum.add(v);
-      for (int64_t v : trace_codes) trace->adc_code.add(v);
-      for (int64_t v : acc) trace->acc.add(v);
-      if (pos == 0) {
-        trace->psums_position0 = trace_psums;
-        trace->adc_codes_position0 = trace_codes;
-        trace->acc_position0 = acc;
+      for (uint32_t n = 0; n < N; ++n) {
+        acc[n] += plan.column_correction_fx[n] - plan.offset_correction_fx * xsum;
+        const double y = relu_if(static_cast<double>(acc[n]) * plan.multiplier[n] + l.bias[n], l.activation);
+        const size_t o = size_t{n} * P + pos;
+        if (float_out) out_values[o] = y;
+        else
+          out_codes[o] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
+                                             node.output_quant.bits);
+      }
+      if (trace) {
+        for (int64_t v : trace_psums) trace->psum.add(v);
+        for (int64_t v : trace_codes) trace->adc_code.add(v);
+        for (int64_t v : acc) trace->acc.add(v);
+        if (pos == 0) {
+          trace->psums_position0 = trace_psums;
+          trace->adc_codes_position0 = trace_codes;
+          trace->acc_position0 = acc;
+        }
       }
     }
+  };
+  // Traces (ordered digests) and observers stay on one thread.
+  threads = trace || observer ? 1u : std::max(1u, std::min<unsigned>(threads, P));
+  const uint32_t per_thread = (P + threads - 1) / threads;
+  std::vector<uint64_t> row_drives(threads, 0), saturations(threads, 0);
+  std::vector<int64_t> pmin(threads, INT64_MAX), pmax(threads, INT64_MIN);
+  auto run = [&](unsigned w) {
+    const uint32_t begin = std::min(P, w * per_thread), end = std::min(P, begin + per_thread);
+    work(begin, end, row_drives[w], saturations[w], pmin[w], pmax[w]);
+  };
+  if (threads == 1) {
+    run(0);
+  } else {
+    std::vector<std::thread> pool;
+    for (unsigned w = 0; w < threads; ++w) pool.emplace_back(run, w);
+    for (auto& t : pool) t.join();
   }
   if (counters) {
     counters->images += 1;
-    counters->row_drives += row_drives;
-    counters->adc_conversions += uint64_t{plan.positions} * G * S * T * N;
-    counters->adc_saturations += saturations;
-    counters->psum_min = std::min(counters->psum_min, pmin);
-    counters->psum_max = std::max(counters->psum_max, pmax);
+    counters->adc_conversions += uint64_t{P} * G * S * T * N;
+    for (unsigned w = 0; w < threads; ++w) {
+      counters->row_drives += row_drives[w];
+      counters->adc_saturations += saturations[w];
+      counters->psum_min = std::min(counters->psum_min, pmin[w]);
+      counters->psum_max = std::max(counters->psum_max, pmax[w]);
+    }
   }
 }
 

@@ -1,0 +1,612 @@
+#include "models/crossbar/noise_kernel.h"
+
+#include <algorithm>
+#include <bit>
+#include <climits>
+#include <cmath>
+
+#include "models/crossbar/nonideal.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define IMCSIM_NOISE_X86 1
+#endif
+
+namespace imcsim::kernels {
+
+std::vector<int64_t> noise_table(double sigma) {
+  std::vector<int64_t> table(kIrwinHallMax + 1);
+  for (uint32_t s = 0; s <= kIrwinHallMax; ++s)
+    table[s] = noise_fx(sigma, static_cast<double>(s + 6) * 0x1p-10 - 6.0);  // as gaussian_sample
+  return table;
+}
+
+namespace {
+
+void irwin_hall_scalar(uint64_t key, uint64_t first, size_t count, uint16_t* out) {
+  for (size_t j = 0; j < count; ++j) {
+    const uint64_t n = first + j;
+    out[j] = static_cast<uint16_t>(irwin_hall_fields(splitmix64_output(key, 2 * n)) +
+                                   irwin_hall_fields(splitmix64_output(key, 2 * n + 1)));
+  }
+}
+
+#if IMCSIM_NOISE_X86
+#define IMCSIM_AVX2_INLINE [[gnu::always_inline, gnu::target("avx2")]] inline
+
+// z * C mod 2^64 in each 64-bit lane; c = C in every lane, cswap = C with its 32-bit halves
+// swapped. lo(z) lo(C) is a full 32x32 -> 64 product; the cross terms lo(z) hi(C) + hi(z) lo(C)
+// only matter mod 2^32 (they are shifted up by 32): one VPMULLD gives both.
+IMCSIM_AVX2_INLINE __m256i mul64_const(__m256i z, __m256i c, __m256i cswap) {
+  const __m256i low = _mm256_mul_epu32(z, c);
+  const __m256i cross = _mm256_mullo_epi32(z, cswap);  // even: lo(z) hi(C), odd: hi(z) lo(C)
+  const __m256i sum = _mm256_add_epi32(cross, _mm256_slli_epi64(cross, 32));  // odd: their sum
+  return _mm256_add_epi64(low, _mm256_blend_epi32(_mm256_setzero_si256(), sum, 0xAA));
+}
+
+// splitmix64's output function (splitmix64_mix) on four lanes.
+struct Mix4 {
+  __m256i c1, c1s, c2, c2s;
+  IMCSIM_AVX2_INLINE static Mix4 make() {
+    constexpr uint64_t k1 = 0xBF58476D1CE4E5B9ull, k2 = 0x94D049BB133111EBull;
+    auto swap = [](uint64_t c) { return static_cast<long long>((c << 32) | (c >> 32)); };
+    return {_mm256_set1_epi64x(static_cast<long long>(k1)), _mm256_set1_epi64x(swap(k1)),
+            _mm256_set1_epi64x(static_cast<long long>(k2)), _mm256_set1_epi64x(swap(k2))};
+  }
+  IMCSIM_AVX2_INLINE __m256i operator()(__m256i z) const {
+    z = mul64_const(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), c1, c1s);
+    z = mul64_const(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), c2, c2s);
+    return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
+  }
+};
+
+// S of four conversions from their outputs o1 = out(2n), o2 = out(2n + 1): the twelve 10-bit
+// fields summed (irwin_hall_fields(o1) + irwin_hall_fields(o2)), in the low bits of each lane.
+IMCSIM_AVX2_INLINE __m256i irwin_hall4(__m256i o1, __m256i o2) {
+  const __m256i m = _mm256_set1_epi64x(0x3FFll | (0x3FFll << 20) | (0x3FFll << 40));
+  const __m256i m10 = _mm256_slli_epi64(m, 10);
+  // Fields at bits 0, 20, 40 and at 10, 30, 50 (each sum <= 2046 stays within its 20-bit slot).
+  const __m256i a = _mm256_add_epi64(_mm256_and_si256(o1, m), _mm256_and_si256(o2, m));
+  const __m256i b = _mm256_add_epi64(_mm256_and_si256(o1, m10), _mm256_and_si256(o2, m10));
+  const __m256i p = _mm256_add_epi64(a, _mm256_srli_epi64(b, 10));  // three slots <= 4092
+  const __m256i s = _mm256_add_epi64(_mm256_add_epi64(p, _mm256_srli_epi64(p, 20)), _mm256_srli_epi64(p, 40));
+  return _mm256_and_si256(s, _mm256_set1_epi64x(0xFFFFF));
+}
+
+[[gnu::target("avx2")]] void irwin_hall_avx2(uint64_t key, uint64_t first, size_t count, uint16_t* out) {
+  const Mix4 mix = Mix4::make();
+  const __m256i gamma = _mm256_set1_epi64x(static_cast<long long>(kGamma));
+  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(32 * kGamma));  // 16 elements ahead
+  // Sixteen elements per step in four vectors whose lanes hold elements {0, 2, 8, 10} + v, v = 0,
+  // 1, 4, 5: after packing (A | B << 32, C | D << 32, PACKUSDW) they come out in order.
+  __m256i z[4];
+  const uint32_t lane0[4] = {0, 1, 4, 5}, lane_off[4] = {0, 2, 8, 10};
+  for (int v = 0; v < 4; ++v) {
+    uint64_t e[4];
+    for (int l = 0; l < 4; ++l) e[l] = key + (2 * (first + lane0[v] + lane_off[l]) + 1) * kGamma;
+    z[v] = _mm256_set_epi64x(static_cast<long long>(e[3]), static_cast<long long>(e[2]),
+                             static_cast<long long>(e[1]), static_cast<long long>(e[0]));
+  }
+  size_t j = 0;
+  for (; j + 16 <= count; j += 16) {
+    __m256i s[4];
+    for (int v = 0; v < 4; ++v) {
+      s[v] = irwin_hall4(mix(z[v]), mix(_mm256_add_epi64(z[v], gamma)));
+      z[v] = _mm256_add_epi64(z[v], step);
+    }
+    const __m256i ab = _mm256_or_si256(s[0], _mm256_slli_epi64(s[1], 32));
+    const __m256i cd = _mm256_or_si256(s[2], _mm256_slli_epi64(s[3], 32));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), _mm256_packus_epi32(ab, cd));
+  }
+  irwin_hall_scalar(key, first + j, count - j, out + j);
+}
+#endif
+
+}  // namespace
+
+void irwin_hall_block(uint64_t key, uint64_t first, size_t count, uint16_t* out, KernelPath path) {
+#if IMCSIM_NOISE_X86
+  if (path == KernelPath::kNative) return irwin_hall_avx2(key, first, count, out);
+#endif
+  (void)path;
+  irwin_hall_scalar(key, first, count, out);
+}
+
+// ---- the fused kernel ---------------------------------------------------------------------------
+
+namespace {
+constexpr uint32_t kMaxStates = 511;             // state index in 9 bits
+constexpr uint32_t kMaxShift = 22;               // bucket offsets in 23 bits
+constexpr uint32_t kMaxBucketsPerSet = 1u << 16;
+constexpr size_t kMaxBuckets = size_t{1} << 22;
+constexpr double kIrwinHallMean = 6138.0;        // S - 6138 = (z 2^10): z = (S + 6) 2^-10 - 6
+
+// Monotone state of the conversion of a (units 2^-16): the code, for a linear ADC clipped to
+// [qmin - 1, qmax + 1] (saturation included).
+int64_t adc_state(const AdcSpec& adc, uint64_t set, int64_t a) {
+  const AnalogAdcResult r = adc_convert_analog(adc, set, a);
+  if (adc.kind == AdcKind::kLinear && r.saturated) return r.code == adc.code_min() ? r.code - 1 : r.code + 1;
+  return r.code;
+}
+
+// Slot k of the four widened 16-bit partial-sum vectors -> lane (as the noiseless nibble kernel).
+uint32_t lane_of_slot(uint32_t k) {
+  const uint32_t w = k / 16, e = k % 16, v = w / 2, h = w % 2;
+  return v * 32 + (e < 8 ? h * 8 + e : 16 + h * 8 + (e - 8));
+}
+}  // namespace
+
+// Linear ADC by division (frac_bits <= 16 for FLOOR, <= 15 for HALF_AWAY): with sh = 16 - F and
+// D = step 2^sh, FLOOR gives r = floor((a - C) / D), C = centre 2^sh; HALF_AWAY (sh1 = sh - 1)
+// r = floor((a - C - [a < T0]) / D), C = (2 centre - step) 2^sh1, T0 = 2 centre 2^sh1 (the
+// branch hf - 2 centre >= 0 is a >= T0, and the other branch's ceiling is this floor shifted by
+// one). The kernel evaluates x = a - C - [a < T0] + m D in [0, 2^31) and floor(x / D) =
+// (x * magic) >> (31 + l) (Granlund-Montgomery, exact for every x < 2^31), r = that - m.
+bool NoiseMvmKernel::build_linear(NoiseMvmKernel& k, const AdcSpec& adc, size_t G, size_t S, size_t N, int64_t a_min,
+                                  int64_t a_max, int64_t& max_value) {
+  if (adc.kind != AdcKind::kLinear) return false;
+  const bool half = adc.rounding == AdcRounding::kHalfAway;
+  if (adc.frac_bits > (half ? 15u : 16u)) return false;
+  const uint32_t sh = 16 - adc.frac_bits;
+  const uint64_t sets = AdcSpec::sets_for(adc.granularity, G, S, N);
+  std::vector<LinearSet> out;
+  int64_t vmax = 0;
+  for (uint64_t set = 0; set < sets; ++set) {
+    const int64_t st = adc.step_fx[set], c = adc.centre_fx[set];
+    if (st <= 0 || st >= (int64_t{1} << 29) || c >= (int64_t{1} << 29) || c <= -(int64_t{1} << 29)) return false;
+    const int64_t D = st << sh;
+    if (D >= (int64_t{1} << 31)) return false;
+    const int64_t C = half ? (2 * c - st) << (sh - 1) : c << sh;
+    const int64_t T0 = half ? (2 * c) << (sh - 1) : INT64_MIN;
+    // m: x >= 0 for every a >= a_min (minus one for the tie term).
+    const int64_t lowest = a_min - C - 1;
+    const int64_t m = lowest >= 0 ? 0 : (-lowest + D - 1) / D;
+    if (a_max - C + m * D >= (int64_t{1} << 31) || m >= (int64_t{1} << 30)) return false;
+    uint32_t l = 0;
+    while ((int64_t{1} << l) < D) ++l;
+    const uint64_t two = uint64_t{1} << (31 + l);
+    const uint64_t magic = (two + static_cast<uint64_t>(D) - 1) / static_cast<uint64_t>(D);
+    if (magic >= (uint64_t{1} << 32) || magic * static_cast<uint64_t>(D) - two > (uint64_t{1} << l)) return false;
+    LinearSet ls;
+    ls.offset = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(C - m * D)));
+    ls.tie = T0 <= INT32_MIN ? INT32_MIN : (T0 >= INT32_MAX ? INT32_MAX : static_cast<int32_t>(T0));
+    ls.m = static_cast<int32_t>(m);
+    ls.magic = static_cast<uint32_t>(magic);
+    ls.shift = 31 + l;
+    ls.centre = static_cast<int32_t>(c);
+    ls.step = static_cast<int32_t>(st);
+    out.push_back(ls);
+    for (const int64_t code : {adc.code_min(), adc.code_max()}) vmax = std::max(vmax, std::abs(c + code * st));
+  }
+  if (vmax >= (int64_t{1} << 29)) return false;
+  k.linear_ = std::move(out);
+  k.qmin_ = static_cast<int32_t>(adc.code_min());
+  k.qmax_ = static_cast<int32_t>(adc.code_max());
+  max_value = vmax;
+  return true;
+}
+
+std::unique_ptr<NoiseMvmKernel> NoiseMvmKernel::make(std::span<const int16_t> cells, uint32_t k_rows,
+                                                     uint32_t n_cols, const std::vector<WeightSlice>& slices,
+                                                     const std::vector<RowTile>& tiles,
+                                                     const std::vector<InputGroup>& groups, uint32_t input_bits,
+                                                     const AdcSpec& adc, double sigma, KernelPath path) {
+#if !IMCSIM_NOISE_X86
+  (void)cells, (void)k_rows, (void)n_cols, (void)slices, (void)tiles, (void)groups, (void)input_bits, (void)adc,
+      (void)sigma, (void)path;
+  return nullptr;
+#else
+  const size_t G = tiles.size(), S = slices.size(), T = groups.size(), N = n_cols;
+  if (path != KernelPath::kNative || !native_kernels_supported() || !(sigma > 0)) return nullptr;
+  if (G == 0 || S == 0 || T == 0 || T > 64 || N == 0 || cells.size() != size_t{k_rows} * S * N) return nullptr;
+  for (const auto& gr : groups)
+    if (gr.nbits != 1) return nullptr;
+  int32_t max_level = 0;
+  for (int16_t c : cells) {
+    if (c < 0 || c > 63) return nullptr;
+    max_level = std::max<int32_t>(max_level, c);
+  }
+  // Largest partial sum: a tile's column sum of cells (one-bit inputs).
+  int64_t pbound = 0;
+  {
+    std::vector<int64_t> colsum(S * N);
+    for (const auto& tile : tiles) {
+      std::fill(colsum.begin(), colsum.end(), 0);
+      for (uint32_t k = tile.row_begin; k < tile.row_end; ++k)
+        for (size_t i = 0; i < S * N; ++i) colsum[i] += cells[size_t{k} * S * N + i];
+      for (int64_t v : colsum) pbound = std::max(pbound, v);
+    }
+  }
+  if (pbound >= 32768) return nullptr;
+  if (adc.kind == AdcKind::kIdeal && adc.frac_bits > 15) return nullptr;
+
+  std::unique_ptr<NoiseMvmKernel> k(new NoiseMvmKernel());
+  k->k_rows_ = k_rows, k->n_cols_ = n_cols, k->input_bits_ = input_bits;
+  k->slices_ = slices, k->tiles_ = tiles, k->groups_ = groups;
+  k->granularity_ = adc.granularity;
+
+  // Noise: rint((sigma 2^6) (S - 6138)) must equal the table (the definition) for every S, and
+  // every a = p 2^16 + noise must fit in 32 bits.
+  const std::vector<int64_t> table = noise_table(sigma);
+  k->sigma64_ = sigma * 64.0;
+  for (uint32_t s = 0; s <= kIrwinHallMax; ++s) {
+    const double y = k->sigma64_ * (static_cast<double>(s) - kIrwinHallMean);
+    if (!(std::abs(y) < 0x1p31) || rint_to_int(y) != table[s]) return nullptr;
+  }
+  const int64_t a_min = table[0], a_max = pbound * 65536 + table[kIrwinHallMax];
+  if (a_min <= INT32_MIN + 1 || a_max >= INT32_MAX - 1 || a_max - a_min >= INT32_MAX) return nullptr;
+
+  // ADC tables (or the ideal ADC's arithmetic) and the largest |value_fx|.
+  int64_t max_value = 0;
+  if (adc.kind == AdcKind::kIdeal) {
+    k->mode_ = Mode::kIdeal;
+    k->ideal_shift_ = 15 - adc.frac_bits;
+    max_value = (std::max(-a_min, a_max) >> k->ideal_shift_) + 1;
+  } else if (build_linear(*k, adc, G, S, N, a_min, a_max, max_value)) {
+    k->mode_ = Mode::kLinear;
+  } else {
+    k->mode_ = Mode::kTable;
+    max_value = 0;
+    const uint64_t sets = AdcSpec::sets_for(adc.granularity, G, S, N);
+    std::vector<int64_t> change;
+    for (uint64_t set = 0; set < sets; ++set) {
+      // Change points: the first inputs of a higher state, in (a_min, a_max].
+      change.clear();
+      for (int64_t from = a_min;;) {
+        const int64_t s0 = adc_state(adc, set, from);
+        if (adc_state(adc, set, a_max) <= s0) break;
+        int64_t lo = from + 1, hi = a_max;
+        while (lo < hi) {
+          const int64_t mid = lo + (hi - lo) / 2;
+          if (adc_state(adc, set, mid) > s0) hi = mid; else lo = mid + 1;
+        }
+        change.push_back(lo);
+        if (change.size() > kMaxStates - 1) return nullptr;
+        from = lo;
+      }
+      // Buckets of 2^shift inputs from base = (first change point) - 1 to the last change point, no
+      // wider than the closest two change points: each holds at most one. Inputs outside are
+      // clamped to the first / last bucket, beyond every change point.
+      SetTable st;
+      int64_t spacing = INT64_MAX;
+      for (size_t i = 1; i < change.size(); ++i) spacing = std::min(spacing, change[i] - change[i - 1]);
+      st.shift = kMaxShift;
+      while (st.shift > 0 && (int64_t{1} << st.shift) > spacing) --st.shift;
+      const int64_t base = change.empty() ? a_min : change.front() - 1;
+      const int64_t width = int64_t{1} << st.shift;
+      const int64_t count = change.empty() ? 1 : ((change.back() - base) >> st.shift) + 1;
+      if (count > kMaxBucketsPerSet || k->buckets_.size() + static_cast<size_t>(count) > kMaxBuckets) return nullptr;
+      st.base = static_cast<int32_t>(base);
+      st.dmax = static_cast<int32_t>(std::min<int64_t>(count * width - 1, INT32_MAX));
+      st.first = static_cast<uint32_t>(k->buckets_.size());
+      st.values = static_cast<uint32_t>(k->values_.size());
+      for (size_t i = 0; i <= change.size(); ++i) {
+        const AnalogAdcResult r = adc_convert_analog(adc, set, i == 0 ? a_min : change[i - 1]);
+        if (r.value_fx >= (int64_t{1} << 29) || r.value_fx < -(int64_t{1} << 29)) return nullptr;
+        max_value = std::max(max_value, r.value_fx < 0 ? -r.value_fx : r.value_fx);
+        k->values_.push_back(static_cast<int32_t>(r.value_fx * 2 + (r.saturated ? 1 : 0)));
+      }
+      size_t next = 0;  // first change point > the bucket's start
+      for (int64_t b = 0; b < count; ++b) {
+        const int64_t b0 = base + b * width;
+        while (next < change.size() && change[next] <= b0) ++next;
+        const uint32_t state_lo = static_cast<uint32_t>(next);
+        const uint32_t om1 = next < change.size() && change[next] < b0 + width
+                                 ? static_cast<uint32_t>(change[next] - b0 - 1)
+                                 : static_cast<uint32_t>(width - 1);
+        k->buckets_.push_back(static_cast<int32_t>((state_lo << 23) | om1));
+      }
+      k->sets_.push_back(st);
+    }
+  }
+  int64_t shift_sum = 0;
+  for (const auto& sl : slices) shift_sum += int64_t{1} << sl.bit_lo;
+  if (static_cast<double>(max_value) * static_cast<double>(shift_sum) * static_cast<double>(G) >= 0x1p31)
+    return nullptr;
+
+  // Nibble tables.
+  k->row_groups_.resize(G);
+  k->nibble_offset_.resize(G * S);
+  for (size_t g = 0; g < G; ++g) {
+    k->row_groups_[g] = (tiles[g].rows() + 3) / 4;
+    for (size_t s = 0; s < S; ++s) {
+      k->nibble_offset_[g * S + s] = k->nibble_column_;
+      k->nibble_column_ += size_t{k->row_groups_[g]} * 16;
+    }
+  }
+  k->nibbles_.assign(k->nibble_column_ * N, 0);
+  for (size_t n = 0; n < N; ++n)
+    for (size_t g = 0; g < G; ++g)
+      for (size_t s = 0; s < S; ++s) {
+        uint8_t* t = k->nibbles_.data() + n * k->nibble_column_ + k->nibble_offset_[g * S + s];
+        for (uint32_t r = 0; r < k->row_groups_[g]; ++r)
+          for (uint32_t pat = 0; pat < 16; ++pat) {
+            int32_t sum = 0;
+            for (uint32_t j = 0; j < 4; ++j) {
+              const uint32_t row = tiles[g].row_begin + 4 * r + j;
+              if ((pat >> j) & 1u && row < tiles[g].row_end) sum += cells[(size_t{row} * S + s) * N + n];
+            }
+            t[size_t{r} * 16 + pat] = static_cast<uint8_t>(sum);
+          }
+      }
+  k->flush_ = std::max<uint32_t>(1, 255 / std::max<uint32_t>(1, 4 * static_cast<uint32_t>(max_level)));
+  return k;
+#endif
+}
+
+#if IMCSIM_NOISE_X86
+namespace {
+
+// Everything the inner loop needs about one call.
+struct NoiseRun {
+  uint32_t G, S, T, N, chunks, per_chunk, flush;
+  const uint32_t* row_groups;
+  const size_t* gofs;            // [G + 1]: byte offsets of tile g in a chunk's input nibbles
+  size_t chunk_bytes;
+  const uint8_t* idx;            // [chunk][g][r][64 lanes]
+  const uint64_t* zbase;         // [chunk][8 slot groups][2][4]: key + (2 c0 + 1) gamma
+  const int32_t* masks;          // [chunk][3][64]: valid (1 / 0), min fill, max fill
+  const uint8_t* nibbles;
+  size_t nibble_column;
+  const size_t* nibble_offset;
+  const WeightSlice* slices;
+  const NoiseMvmKernel::SetTable* sets;
+  AdcGranularity granularity;
+  const int32_t* buckets;
+  const int32_t* values;
+  uint32_t ideal_shift;
+  const NoiseMvmKernel::LinearSet* linear;
+  int32_t qmin, qmax;
+  double sigma64;
+  const int64_t* wt;             // [T]
+  int64_t* acc;                  // [batch][N]
+  uint32_t batch;
+};
+
+// rint((sigma 2^6) (S - 6138)) of four S < 2^20 (64-bit lanes), in the low 32 bits of each lane:
+// S | 2^52's pattern is the double 2^52 + S, minus (2^52 + 6138) exactly S - 6138; adding
+// 1.5 2^52 rounds to an integer (nearest-even) held in the low bits.
+IMCSIM_AVX2_INLINE __m256i noise4(__m256i s, __m256i exp52, __m256d bias, __m256d sig, __m256d rmagic) {
+  const __m256d d = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(s, exp52)), bias);
+  return _mm256_castpd_si256(_mm256_add_pd(_mm256_mul_pd(d, sig), rmagic));
+}
+
+enum { kModeIdeal, kModeLinear, kModeTable };
+
+
+template <int kMode, bool kCount>
+[[gnu::target("avx2")]] void noise_run(const NoiseRun& R, uint64_t& sat_out, int32_t& min_out, int32_t& max_out) {
+  const Mix4 mix = Mix4::make();
+  const __m256i gamma = _mm256_set1_epi64x(static_cast<long long>(kGamma));
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i exp52 = _mm256_set1_epi64x(0x4330000000000000ll);  // 2^52 as a bit pattern
+  const __m256d bias = _mm256_set1_pd(0x1p52 + kIrwinHallMean);
+  const __m256d sig = _mm256_set1_pd(R.sigma64);
+  const __m256d rmagic = _mm256_set1_pd(6755399441055744.0);  // 1.5 * 2^52: rint in the low bits
+  const __m256i low23 = _mm256_set1_epi32((1 << 23) - 1);
+  const __m256i one = _mm256_set1_epi32(1);
+  __m256i satv = zero, minv = _mm256_set1_epi32(INT32_MAX), maxv = _mm256_set1_epi32(INT32_MIN);
+  alignas(32) int32_t acc32[64];
+  uint32_t lane_of[64];
+  for (uint32_t k = 0; k < 64; ++k) lane_of[k] = lane_of_slot(k);
+  for (uint32_t n = 0; n < R.N; ++n) {
+    const uint8_t* col = R.nibbles + size_t{n} * R.nibble_column;
+    for (uint32_t c = 0; c < R.chunks; ++c) {
+      for (uint32_t k = 0; k < 64; k += 8) _mm256_store_si256(reinterpret_cast<__m256i*>(acc32 + k), zero);
+      const uint8_t* ic = R.idx + c * R.chunk_bytes;
+      const __m256i* zb = reinterpret_cast<const __m256i*>(R.zbase + size_t{c} * 64);
+      const __m256i* mk = reinterpret_cast<const __m256i*>(R.masks + size_t{c} * 192);
+      for (uint32_t g = 0; g < R.G; ++g) {
+        const uint32_t RG = R.row_groups[g];
+        const uint8_t* ig = ic + R.gofs[g];
+        for (uint32_t s = 0; s < R.S; ++s) {
+          // Partial sums of the 64 lanes (16-bit, slot order).
+          const uint8_t* tab = col + R.nibble_offset[size_t{g} * R.S + s];
+          __m256i a0 = zero, a1 = zero, w[4] = {zero, zero, zero, zero};
+          uint32_t pending = 0;
+          for (uint32_t r = 0; r < RG; ++r) {
+            const __m256i tb =
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tab + size_t{r} * 16)));
+            a0 = _mm256_add_epi8(a0, _mm256_shuffle_epi8(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64))));
+            a1 = _mm256_add_epi8(a1, _mm256_shuffle_epi8(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64 + 32))));
+            if (++pending == R.flush) {
+              w[0] = _mm256_add_epi16(w[0], _mm256_unpacklo_epi8(a0, zero));
+              w[1] = _mm256_add_epi16(w[1], _mm256_unpackhi_epi8(a0, zero));
+              w[2] = _mm256_add_epi16(w[2], _mm256_unpacklo_epi8(a1, zero));
+              w[3] = _mm256_add_epi16(w[3], _mm256_unpackhi_epi8(a1, zero));
+              a0 = a1 = zero;
+              pending = 0;
+            }
+          }
+          w[0] = _mm256_add_epi16(w[0], _mm256_unpacklo_epi8(a0, zero));
+          w[1] = _mm256_add_epi16(w[1], _mm256_unpackhi_epi8(a0, zero));
+          w[2] = _mm256_add_epi16(w[2], _mm256_unpacklo_epi8(a1, zero));
+          w[3] = _mm256_add_epi16(w[3], _mm256_unpackhi_epi8(a1, zero));
+          // Parameter set and noise stream offset of this (g, s, n).
+          const uint64_t set = R.granularity == AdcGranularity::kLayer    ? 0
+                               : R.granularity == AdcGranularity::kColumn ? n
+                                                                           : (uint64_t{g} * R.S + s) * R.N + n;
+          const __m256i zoff = _mm256_set1_epi64x(
+              static_cast<long long>(2 * (((uint64_t{g} * R.S + s) * R.T) * R.N + n) * kGamma));
+          __m256i base = zero, dmax = zero, bmask = zero;
+          __m128i bshift = _mm_setzero_si128();
+          const int32_t* bk = nullptr;
+          const int32_t* vt = nullptr;
+          __m256i tiev = zero, offv = zero, magicv = zero, mv = zero, centrev = zero, stepv = zero;
+          __m128i dshift = _mm_setzero_si128();
+          const __m256i qminv = _mm256_set1_epi32(R.qmin), qmaxv = _mm256_set1_epi32(R.qmax);
+          if constexpr (kMode == kModeLinear) {
+            const NoiseMvmKernel::LinearSet& ls = R.linear[set];
+            tiev = _mm256_set1_epi32(ls.tie);
+            offv = _mm256_set1_epi32(ls.offset);
+            magicv = _mm256_set1_epi64x(static_cast<long long>(ls.magic));
+            dshift = _mm_cvtsi32_si128(static_cast<int>(ls.shift));
+            mv = _mm256_set1_epi32(ls.m);
+            centrev = _mm256_set1_epi32(ls.centre);
+            stepv = _mm256_set1_epi32(ls.step);
+          }
+          if constexpr (kMode == kModeTable) {
+            const NoiseMvmKernel::SetTable& st = R.sets[set];
+            base = _mm256_set1_epi32(st.base);
+            dmax = _mm256_set1_epi32(st.dmax);
+            bmask = _mm256_set1_epi32(static_cast<int32_t>((1u << st.shift) - 1));
+            bshift = _mm_cvtsi32_si128(static_cast<int>(st.shift));
+            bk = R.buckets + st.first;
+            vt = R.values + st.values;
+          }
+          const __m128i ishift = _mm_cvtsi32_si128(static_cast<int>(R.ideal_shift));
+          const __m128i lshift = _mm_cvtsi32_si128(static_cast<int>(R.slices[s].bit_lo));
+          const bool negative = R.slices[s].sign < 0;
+          for (uint32_t q = 0; q < 8; ++q) {
+            const __m256i wq = w[q / 2];
+            const __m256i p = _mm256_cvtepu16_epi32(q & 1 ? _mm256_extracti128_si256(wq, 1) : _mm256_castsi256_si128(wq));
+            // S of the slots 8q + 2j (A) and 8q + 2j + 1 (B), then the noise.
+            const __m256i za = _mm256_add_epi64(_mm256_load_si256(zb + 2 * q), zoff);
+            const __m256i zbb = _mm256_add_epi64(_mm256_load_si256(zb + 2 * q + 1), zoff);
+            const __m256i sa = irwin_hall4(mix(za), mix(_mm256_add_epi64(za, gamma)));
+            const __m256i sb = irwin_hall4(mix(zbb), mix(_mm256_add_epi64(zbb, gamma)));
+            const __m256i nz = _mm256_blend_epi32(noise4(sa, exp52, bias, sig, rmagic),
+                                                  _mm256_slli_epi64(noise4(sb, exp52, bias, sig, rmagic), 32), 0xAA);
+            const __m256i a = _mm256_add_epi32(_mm256_slli_epi32(p, 16), nz);
+            __m256i value, e;
+            if constexpr (kMode == kModeIdeal) {
+              value = _mm256_srai_epi32(_mm256_add_epi32(_mm256_sra_epi32(a, ishift), one), 1);
+              e = zero;
+            } else if constexpr (kMode == kModeLinear) {
+              // x = a - C - [a < T0] + m D; r = floor(x / D) - m; code = clamp(r); saturated: r != code.
+              const __m256i x = _mm256_add_epi32(_mm256_sub_epi32(a, offv), _mm256_cmpgt_epi32(tiev, a));
+              const __m256i qe = _mm256_srl_epi64(_mm256_mul_epu32(x, magicv), dshift);
+              const __m256i qo = _mm256_srl_epi64(_mm256_mul_epu32(_mm256_srli_epi64(x, 32), magicv), dshift);
+              const __m256i r = _mm256_sub_epi32(_mm256_blend_epi32(qe, _mm256_slli_epi64(qo, 32), 0xAA), mv);
+              const __m256i code = _mm256_min_epi32(_mm256_max_epi32(r, qminv), qmaxv);
+              value = _mm256_add_epi32(centrev, _mm256_mullo_epi32(code, stepv));
+              e = _mm256_andnot_si256(_mm256_cmpeq_epi32(r, code), one);  // saturated in bit 0
+            } else {
+              const __m256i d = _mm256_min_epi32(_mm256_max_epi32(_mm256_sub_epi32(a, base), zero), dmax);
+              const __m256i b = _mm256_srl_epi32(d, bshift);
+              const __m256i ent = _mm256_i32gather_epi32(bk, b, 4);
+              const __m256i up = _mm256_cmpgt_epi32(_mm256_and_si256(d, bmask), _mm256_and_si256(ent, low23));
+              const __m256i state = _mm256_sub_epi32(_mm256_srli_epi32(ent, 23), up);
+              e = _mm256_i32gather_epi32(vt, state, 4);
+              value = _mm256_srai_epi32(e, 1);
+            }
+            const __m256i v = _mm256_sll_epi32(value, lshift);
+            __m256i* ap = reinterpret_cast<__m256i*>(acc32 + 8 * q);
+            *ap = negative ? _mm256_sub_epi32(*ap, v) : _mm256_add_epi32(*ap, v);
+            if constexpr (kCount) {
+              if constexpr (kMode != kModeIdeal) satv = _mm256_add_epi32(satv, _mm256_and_si256(e, _mm256_load_si256(mk + q)));
+              minv = _mm256_min_epi32(minv, _mm256_max_epi32(a, _mm256_load_si256(mk + 8 + q)));
+              maxv = _mm256_max_epi32(maxv, _mm256_min_epi32(a, _mm256_load_si256(mk + 16 + q)));
+            }
+          }
+        }
+      }
+      // Fold the lanes into the positions' accumulators.
+      for (uint32_t k = 0; k < 64; ++k) {
+        const uint32_t lane = lane_of[k], bl = lane / R.T, t = lane % R.T;
+        if (bl >= R.per_chunk) continue;
+        const uint32_t b = c * R.per_chunk + bl;
+        if (b >= R.batch) continue;
+        R.acc[size_t{b} * R.N + n] += R.wt[t] * acc32[k];
+      }
+    }
+  }
+  if constexpr (kCount) {
+    alignas(32) int32_t sv[8], mn[8], mx[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sv), satv);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(mn), minv);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(mx), maxv);
+    for (int i = 0; i < 8; ++i) {
+      sat_out += static_cast<uint32_t>(sv[i]);
+      min_out = std::min(min_out, mn[i]);
+      max_out = std::max(max_out, mx[i]);
+    }
+  }
+}
+
+}  // namespace
+#endif
+
+uint64_t NoiseMvmKernel::run(const int32_t* x_shifted, uint32_t batch, uint64_t pos0, uint64_t key, int64_t* acc,
+                             FastStats* stats) const {
+#if !IMCSIM_NOISE_X86
+  (void)x_shifted, (void)batch, (void)pos0, (void)key, (void)acc, (void)stats;
+  return 0;
+#else
+  const uint32_t G = static_cast<uint32_t>(tiles_.size()), S = static_cast<uint32_t>(slices_.size()),
+                 T = static_cast<uint32_t>(groups_.size()), N = n_cols_, K = k_rows_;
+  if (batch == 0) return 0;
+  const uint32_t per_chunk = 64 / T, chunks = (batch + per_chunk - 1) / per_chunk;
+  std::vector<size_t> gofs(G + 1, 0);
+  for (uint32_t g = 0; g < G; ++g) gofs[g + 1] = gofs[g] + size_t{row_groups_[g]} * 64;
+  const size_t chunk_bytes = gofs[G];
+  // Input nibbles [chunk][g][r][lane], lane = b * T + t (unused lanes 0), and the row drives.
+  std::vector<uint8_t> idx(chunks * chunk_bytes + 32, 0);
+  const uint32_t in_mask = input_bits_ >= 32 ? ~0u : ((1u << input_bits_) - 1u);
+  uint64_t drives = 0;
+  for (uint32_t b = 0; b < batch; ++b) {
+    const uint32_t c = b / per_chunk, bl = b % per_chunk;
+    const int32_t* x = x_shifted + size_t{b} * K;
+    for (uint32_t g = 0; g < G; ++g) {
+      const RowTile& tile = tiles_[g];
+      for (uint32_t t = 0; t < T; ++t) {
+        uint8_t* dst = idx.data() + c * chunk_bytes + gofs[g] + bl * T + t;
+        const uint32_t bit_lo = groups_[t].bit_lo;
+        for (uint32_t r = 0; r < row_groups_[g]; ++r) {
+          uint32_t nib = 0;
+          for (uint32_t j = 0; j < 4; ++j) {
+            const uint32_t row = tile.row_begin + 4 * r + j;
+            if (row < tile.row_end) nib |= ((static_cast<uint32_t>(x[row]) & in_mask) >> bit_lo & 1u) << j;
+          }
+          drives += static_cast<uint64_t>(std::popcount(nib));
+          dst[size_t{r} * 64] = static_cast<uint8_t>(nib);
+        }
+      }
+    }
+  }
+  // Noise stream bases per slot (vector order: slot 8q + 2j -> [q][0][j], 8q + 2j + 1 -> [q][1][j])
+  // and the counter masks per slot.
+  std::vector<uint64_t, std::allocator<uint64_t>> zstore(size_t{chunks} * 64 + 4);
+  std::vector<int32_t> mstore(size_t{chunks} * 192 + 8);
+  uint64_t* zbase = reinterpret_cast<uint64_t*>((reinterpret_cast<uintptr_t>(zstore.data()) + 31) & ~uintptr_t{31});
+  int32_t* masks = reinterpret_cast<int32_t*>((reinterpret_cast<uintptr_t>(mstore.data()) + 31) & ~uintptr_t{31});
+  const uint64_t gstn = uint64_t{G} * S * T * N;
+  for (uint32_t c = 0; c < chunks; ++c)
+    for (uint32_t k = 0; k < 64; ++k) {
+      const uint32_t lane = lane_of_slot(k), bl = lane / T, t = lane % T;
+      const bool valid = bl < per_chunk && c * per_chunk + bl < batch;
+      const uint64_t pos = pos0 + c * per_chunk + (valid ? bl : 0);
+      const uint64_t c0 = pos * gstn + uint64_t{t} * N;
+      zbase[size_t{c} * 64 + (k / 8) * 8 + (k % 2) * 4 + (k % 8) / 2] = key + (2 * c0 + 1) * kGamma;
+      masks[size_t{c} * 192 + k] = valid ? 1 : 0;
+      masks[size_t{c} * 192 + 64 + k] = valid ? INT32_MIN : INT32_MAX;
+      masks[size_t{c} * 192 + 128 + k] = valid ? INT32_MAX : INT32_MIN;
+    }
+  std::vector<int64_t> wt(T);
+  for (uint32_t t = 0; t < T; ++t) wt[t] = int64_t{groups_[t].sign} * (int64_t{1} << groups_[t].bit_lo);
+  NoiseRun R{G, S, T, N, chunks, per_chunk, flush_, row_groups_.data(), gofs.data(), chunk_bytes, idx.data(),
+             zbase, masks, nibbles_.data(), nibble_column_, nibble_offset_.data(), slices_.data(), sets_.data(),
+             granularity_, buckets_.data(), values_.data(), ideal_shift_, linear_.data(), qmin_, qmax_, sigma64_,
+             wt.data(), acc, batch};
+  uint64_t sat = 0;
+  int32_t lo = INT32_MAX, hi = INT32_MIN;
+  auto dispatch = [&]<bool kCount>() {
+    switch (mode_) {
+      case Mode::kIdeal: return noise_run<kModeIdeal, kCount>(R, sat, lo, hi);
+      case Mode::kLinear: return noise_run<kModeLinear, kCount>(R, sat, lo, hi);
+      case Mode::kTable: return noise_run<kModeTable, kCount>(R, sat, lo, hi);
+    }
+  };
+  if (stats) {
+    dispatch.template operator()<true>();
+    stats->saturations += sat;
+    stats->psum_min = std::min<int64_t>(stats->psum_min, lo >> kAnalogFracBits);
+    stats->psum_max = std::max<int64_t>(stats->psum_max, hi >> kAnalogFracBits);
+  } else {
+    dispatch.template operator()<false>();
+  }
+  return drives;
+#endif
+}
+
+}  // namespace imcsim::kernels

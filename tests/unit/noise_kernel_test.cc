@@ -1,0 +1,294 @@
+// ADC-noise kernels (models/crossbar/noise_kernel.h) against the scalar definitions of
+// models/crossbar/nonideal.h (splitmix64, gaussian_sample, noise_fx, adc_convert_analog): the
+// block Irwin-Hall sums on every path (incl. the AVX2 one) at many offsets and lengths
+// (vector-chunk edges, tails); the noise table over S for many sigma values; the fused kernel
+// (NoiseMvmKernel) against a direct evaluation on random layers (every ADC kind, rounding,
+// frac_bits, granularity; partial chunks); and the engine's noise mode on the native path, one
+// and two threads per image, against the reference path (outputs and event counters) on the
+// random-layer corpus.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "models/crossbar/crossbar.h"
+#include "models/crossbar/fast_mvm.h"
+#include "models/crossbar/noise_kernel.h"
+#include "models/crossbar/nonideal.h"
+#include "models/crossbar/slicing.h"
+#include "sim/engine/functional_engine.h"
+#include "sim/graph/graph_loader.h"
+
+namespace imcsim::kernels {
+namespace {
+
+std::vector<KernelPath> fast_paths() {
+  std::vector<KernelPath> paths{KernelPath::kPortable};
+  if (native_kernels_supported()) paths.push_back(KernelPath::kNative);
+  return paths;
+}
+
+uint64_t scalar_sum(uint64_t key, uint64_t n) {
+  return irwin_hall_fields(splitmix64_output(key, 2 * n)) + irwin_hall_fields(splitmix64_output(key, 2 * n + 1));
+}
+
+TEST(NoiseKernel, IrwinHallBlockEqualsScalarSplitmix) {
+  std::mt19937_64 rng(11);
+  const uint64_t keys[] = {0, 1, rng_key({5, kStreamAdcNoise, 3, 17}), ~uint64_t{0}, rng()};
+  const uint64_t firsts[] = {0, 1, 7, 15, 16, 17, 1000003, uint64_t{1} << 40, ~uint64_t{0} - 100};
+  const size_t counts[] = {0, 1, 3, 15, 16, 17, 31, 32, 33, 100, 4096 + 5};
+  for (const auto path : fast_paths())
+    for (uint64_t key : keys)
+      for (uint64_t first : firsts)
+        for (size_t count : counts) {
+          SCOPED_TRACE(std::string(kernel_path_name(path)) + " first " + std::to_string(first) + " count " +
+                       std::to_string(count));
+          std::vector<uint16_t> out(count + 1, 0xBEEF);
+          irwin_hall_block(key, first, count, out.data(), path);
+          for (size_t j = 0; j < count; ++j) ASSERT_EQ(out[j], scalar_sum(key, first + j)) << "element " << j;
+          EXPECT_EQ(out[count], 0xBEEF) << "wrote past the block";
+        }
+}
+
+TEST(NoiseKernel, IrwinHallSumsCoverTheirRange) {
+  // The sum of twelve 10-bit fields: mean 12 * 511.5 = 6138, within [0, kIrwinHallMax].
+  std::vector<uint16_t> s(1 << 16);
+  irwin_hall_block(42, 0, s.size(), s.data(), native_kernels_supported() ? KernelPath::kNative : KernelPath::kPortable);
+  double mean = 0;
+  for (uint16_t v : s) {
+    ASSERT_LE(v, kIrwinHallMax);
+    mean += v;
+  }
+  EXPECT_NEAR(mean / static_cast<double>(s.size()), 6138.0, 10.0);
+}
+
+TEST(NoiseKernel, NoiseTableEqualsDirectFormula) {
+  std::mt19937_64 rng(3);
+  std::vector<double> sigmas = {1.0, 0.7, 0.35, 0.5, 1e-3, 3.0, 1.0 / 3, 255.5, 1048576.0, 5e-324, 1e-310};
+  for (int i = 0; i < 40; ++i) sigmas.push_back(std::ldexp(static_cast<double>(rng() >> 11) * 0x1p-53, -10 + i));
+  const uint64_t key = rng_key({9, kStreamAdcNoise, 2, 5});
+  for (double sigma : sigmas) {
+    SCOPED_TRACE("sigma " + std::to_string(sigma));
+    const auto table = noise_table(sigma);
+    ASSERT_EQ(table.size(), kIrwinHallMax + 1);
+    for (uint32_t s = 0; s <= kIrwinHallMax; ++s)
+      ASSERT_EQ(table[s], noise_fx(sigma, static_cast<double>(s + 6) * 0x1p-10 - 6.0)) << "S " << s;
+    for (uint64_t n = 0; n < 2000; ++n)
+      ASSERT_EQ(table[scalar_sum(key, n)], noise_fx(sigma, gaussian_sample(key, n))) << "element " << n;
+  }
+}
+
+// ---- fused kernel -------------------------------------------------------------------------------
+
+AdcSpec linear_adc(uint32_t bits, uint32_t frac, AdcRounding r, bool signed_codes, AdcGranularity gran, uint64_t sets,
+                   std::mt19937_64& rng, int64_t step_lo, int64_t step_hi) {
+  AdcSpec a;
+  a.kind = AdcKind::kLinear, a.bits = bits, a.frac_bits = frac, a.rounding = r, a.signed_codes = signed_codes;
+  a.granularity = gran;
+  for (uint64_t i = 0; i < sets; ++i) {
+    a.step_fx.push_back(step_lo + static_cast<int64_t>(rng() % static_cast<uint64_t>(step_hi - step_lo + 1)));
+    a.centre_fx.push_back(static_cast<int64_t>(rng() % 64) - 16);
+  }
+  return a;
+}
+
+AdcSpec nonlinear_adc(uint32_t bits, uint32_t frac, AdcGranularity gran, uint64_t sets, std::mt19937_64& rng) {
+  AdcSpec a;
+  a.kind = AdcKind::kNonlinear, a.bits = bits, a.frac_bits = frac, a.granularity = gran;
+  for (uint64_t i = 0; i < sets; ++i) {
+    int64_t t = -static_cast<int64_t>(rng() % 8);
+    for (uint32_t j = 0; j + 1 < (1u << bits); ++j) a.thresholds_fx.push_back(t += 1 + static_cast<int64_t>(rng() % (12u << frac)));
+    for (uint32_t j = 0; j < (1u << bits); ++j) a.levels_fx.push_back(static_cast<int64_t>(rng() % 4000) - 1000);
+  }
+  return a;
+}
+
+TEST(NoiseKernel, FusedKernelEqualsDirectEvaluation) {
+  if (!native_kernels_supported()) GTEST_SKIP() << "the fused noise kernel is native-only";
+  struct Layer {
+    WeightEncoding encoding;
+    uint32_t weight_bits, cell_bits, input_bits, rows, k, n;
+    bool ashift;
+  };
+  const Layer layers[] = {
+      {WeightEncoding::kOffset, 8, 2, 8, 128, 300, 5, false},
+      {WeightEncoding::kTwosComplement, 6, 3, 5, 64, 150, 3, true},      // T = 5: lanes unused per chunk
+      {WeightEncoding::kDifferentialDigital, 8, 2, 7, 100, 130, 4, false},
+  };
+  std::mt19937_64 rng(5);
+  const uint64_t key = rng_key({3, kStreamAdcNoise, 0, 12});
+  for (const auto& L : layers) {
+    SCOPED_TRACE(std::string("encoding ") + encoding_name(L.encoding));
+    const int32_t wmax = (1 << (L.weight_bits - 1)) - 1;
+    const int32_t wmin = L.encoding == WeightEncoding::kDifferentialDigital ? -wmax : -wmax - 1;
+    std::vector<int32_t> w(size_t{L.k} * L.n);
+    for (auto& v : w) v = wmin + static_cast<int32_t>(rng() % static_cast<uint64_t>(wmax - wmin + 1));
+    const auto tiles = contiguous_row_tiles(L.k, L.rows);
+    const ProgrammedCrossbar xbar(w, L.k, L.n, L.weight_bits, L.cell_bits, L.encoding, tiles);
+    const auto groups = input_groups(L.input_bits, 1, L.ashift);
+    const uint32_t G = static_cast<uint32_t>(tiles.size()), S = static_cast<uint32_t>(xbar.slices().size()),
+                   T = static_cast<uint32_t>(groups.size()), N = L.n, K = L.k;
+    // 70 positions (one full batch of 64 and a partial one), A-shifted inputs; position 1 all zero.
+    const uint32_t P = 70;
+    const int32_t shift = L.ashift ? 1 << (L.input_bits - 1) : 0;
+    std::vector<int32_t> xs(size_t{P} * K);
+    for (auto& x : xs) x = static_cast<int32_t>(rng() % (1u << L.input_bits)) - shift;
+    for (uint32_t k = 0; k < K; ++k) xs[K + k] = L.ashift ? -shift : 0;
+    // Partial sums [p][g][s][t][n] and row drives.
+    std::vector<int64_t> psums(size_t{P} * G * S * T * N);
+    uint64_t want_drives = 0;
+    std::vector<uint16_t> u(K);
+    std::vector<int32_t> ps(size_t{S} * N);
+    for (uint32_t p = 0; p < P; ++p)
+      for (uint32_t g = 0; g < G; ++g)
+        for (uint32_t t = 0; t < T; ++t) {
+          for (uint32_t k = 0; k < K; ++k) u[k] = static_cast<uint16_t>(group_value(xs[size_t{p} * K + k], L.input_bits, groups[t]));
+          for (uint32_t k = tiles[g].row_begin; k < tiles[g].row_end; ++k) want_drives += u[k] != 0;
+          xbar.partial_sums(g, u, ps);
+          for (uint32_t s = 0; s < S; ++s)
+            for (uint32_t n = 0; n < N; ++n) psums[(((size_t{p} * G + g) * S + s) * T + t) * N + n] = ps[size_t{s} * N + n];
+        }
+    for (const auto gran : {AdcGranularity::kLayer, AdcGranularity::kColumn, AdcGranularity::kSliceTileColumn}) {
+      const uint64_t sets = AdcSpec::sets_for(gran, G, S, N);
+      std::vector<std::pair<std::string, AdcSpec>> adcs;
+      adcs.emplace_back("linear half-away F0 step 6", linear_adc(6, 0, AdcRounding::kHalfAway, false, gran, sets, rng, 6, 6));
+      adcs.emplace_back("linear floor signed F2", linear_adc(5, 2, AdcRounding::kFloor, true, gran, sets, rng, 3, 40));
+      adcs.emplace_back("linear half-away signed F4", linear_adc(4, 4, AdcRounding::kHalfAway, true, gran, sets, rng, 20, 300));
+      adcs.emplace_back("linear floor F17", linear_adc(4, 17, AdcRounding::kFloor, false, gran, sets, rng, 1 << 12, 1 << 16));
+      adcs.emplace_back("non-linear F1", nonlinear_adc(5, 1, gran, sets, rng));
+      AdcSpec ideal;
+      ideal.kind = AdcKind::kIdeal, ideal.frac_bits = 3, ideal.granularity = gran;
+      adcs.emplace_back("ideal F3", ideal);
+      for (const auto& [name, adc] : adcs)
+        for (const double sigma : {1.0, 0.37, 4.5}) {
+          SCOPED_TRACE(name + " " + adc_granularity_name(gran) + " sigma " + std::to_string(sigma));
+          const auto kern = NoiseMvmKernel::make(xbar.cells(), K, N, xbar.slices(), tiles, groups, L.input_bits, adc,
+                                                 sigma, KernelPath::kNative);
+          ASSERT_NE(kern, nullptr);
+          // Direct evaluation.
+          std::vector<int64_t> want(size_t{P} * N, 0), got(size_t{P} * N, 0);
+          uint64_t want_sat = 0;
+          int64_t want_lo = INT64_MAX, want_hi = INT64_MIN;
+          for (uint32_t p = 0; p < P; ++p)
+            for (uint32_t g = 0; g < G; ++g)
+              for (uint32_t s = 0; s < S; ++s)
+                for (uint32_t t = 0; t < T; ++t)
+                  for (uint32_t n = 0; n < N; ++n) {
+                    const uint64_t c = (((uint64_t{p} * G + g) * S + s) * T + t) * N + n;
+                    const int64_t a = psums[c] * 65536 + noise_fx(sigma, gaussian_sample(key, c));
+                    const AnalogAdcResult r = adc_convert_analog(adc, adc.set_index(g, s, n, S, N), a);
+                    want[size_t{p} * N + n] += int64_t{xbar.slices()[s].sign} * groups[t].sign *
+                                               (int64_t{1} << (xbar.slices()[s].bit_lo + groups[t].bit_lo)) * r.value_fx;
+                    want_sat += r.saturated;
+                    want_lo = std::min(want_lo, a >> 16);
+                    want_hi = std::max(want_hi, a >> 16);
+                  }
+          FastStats stats;
+          uint64_t drives = kern->run(xs.data(), 64, 0, key, got.data(), &stats);
+          drives += kern->run(xs.data() + size_t{64} * K, P - 64, 64, key, got.data() + size_t{64} * N, &stats);
+          EXPECT_EQ(drives, want_drives);
+          ASSERT_EQ(got, want);
+          EXPECT_EQ(stats.saturations, want_sat);
+          EXPECT_EQ(stats.psum_min, want_lo);
+          EXPECT_EQ(stats.psum_max, want_hi);
+          // Without statistics: the same sums.
+          std::vector<int64_t> again(size_t{P} * N, 0);
+          kern->run(xs.data(), P, 0, key, again.data(), nullptr);
+          EXPECT_EQ(again, want);
+        }
+    }
+  }
+}
+
+TEST(NoiseKernel, FusedKernelDeclinesWhatItCannotDo) {
+  if (!native_kernels_supported()) GTEST_SKIP() << "the fused noise kernel is native-only";
+  const std::vector<int32_t> w(64 * 4, 3);
+  const auto tiles = contiguous_row_tiles(64, 64);
+  const ProgrammedCrossbar xbar(w, 64, 4, 8, 2, WeightEncoding::kOffset, tiles);
+  std::mt19937_64 rng(1);
+  const AdcSpec adc = linear_adc(6, 0, AdcRounding::kFloor, false, AdcGranularity::kLayer, 1, rng, 4, 4);
+  const auto one_bit = input_groups(8, 1, false);
+  auto make = [&](const std::vector<InputGroup>& groups, double sigma, KernelPath path) {
+    return NoiseMvmKernel::make(xbar.cells(), 64, 4, xbar.slices(), tiles, groups, 8, adc, sigma, path);
+  };
+  EXPECT_NE(make(one_bit, 1.0, KernelPath::kNative), nullptr);
+  EXPECT_EQ(make(one_bit, 1.0, KernelPath::kPortable), nullptr);
+  EXPECT_EQ(make(input_groups(8, 2, false), 1.0, KernelPath::kNative), nullptr);  // two-bit DAC
+  EXPECT_EQ(make(one_bit, 20000.0, KernelPath::kNative), nullptr);               // a beyond 32 bits
+}
+
+}  // namespace
+}  // namespace imcsim::kernels
+
+// ---- the engine's noise mode ------------------------------------------------------------------
+
+namespace imcsim {
+namespace {
+
+namespace fs = std::filesystem;
+
+void expect_same_counters(const engine::EngineCounters& a, const engine::EngineCounters& b) {
+  ASSERT_EQ(a.per_node.size(), b.per_node.size());
+  for (size_t i = 0; i < a.per_node.size(); ++i) {
+    SCOPED_TRACE("counters of node " + std::to_string(i));
+    EXPECT_EQ(a.per_node[i].images, b.per_node[i].images);
+    EXPECT_EQ(a.per_node[i].row_drives, b.per_node[i].row_drives);
+    EXPECT_EQ(a.per_node[i].adc_conversions, b.per_node[i].adc_conversions);
+    EXPECT_EQ(a.per_node[i].adc_saturations, b.per_node[i].adc_saturations);
+    EXPECT_EQ(a.per_node[i].psum_min, b.per_node[i].psum_min);
+    EXPECT_EQ(a.per_node[i].psum_max, b.per_node[i].psum_max);
+  }
+}
+
+// Every random-layer graph with a one-bit DAC and non-negative cells (the fused kernel's
+// domain; the others take the row loop), ADC noise of two sigmas: the native and portable
+// paths, on one and on two threads per image, give the reference path's outputs and counters.
+TEST(NoiseEngine, FastPathsAndThreadsEqualReferencePath) {
+  const fs::path dir = fs::path(IMCSIM_SOURCE_DIR) / "tests" / "data" / "random_layers";
+  std::ifstream in(dir / "manifest.json");
+  ASSERT_TRUE(in) << "tests/data/random_layers/manifest.json";
+  const auto manifest = nlohmann::json::parse(in);
+  std::vector<kernels::KernelPath> paths{kernels::KernelPath::kPortable};
+  if (kernels::native_kernels_supported()) paths.push_back(kernels::KernelPath::kNative);
+  size_t checked = 0;
+  for (const auto& c : manifest["cases"]) {
+    if (!c["nonidealities"].is_null() || c["dac"] != "1" || c["encoding"] == "differential_analog") continue;
+    const std::string file = c["file"].get<std::string>();
+    SCOPED_TRACE(file);
+    const graph::Graph g = graph::load_graph((dir / file).string());
+    ASSERT_FALSE(g.golden.empty());
+    for (const double sigma : {0.8, 3.0}) {
+      kernels::NonidealSpec spec;
+      spec.adc_noise_sigma_lsb = sigma;
+      engine::FunctionalEngine ref(g, spec, 11, kernels::KernelPath::kReference);
+      engine::EngineCounters ref_counters;
+      std::vector<engine::InferenceResult> want;
+      for (size_t i = 0; i < g.golden.size(); ++i)
+        want.push_back(ref.infer(g.golden[i].input_codes, &ref_counters, nullptr, nullptr, 7 + i));
+      for (const auto path : paths)
+        for (const unsigned threads : {1u, 2u}) {
+          SCOPED_TRACE(std::string(kernels::kernel_path_name(path)) + " sigma " + std::to_string(sigma) + " threads " +
+                       std::to_string(threads));
+          engine::FunctionalEngine eng(g, spec, 11, path);
+          eng.set_image_threads(threads);
+          engine::EngineCounters counters;
+          for (size_t i = 0; i < g.golden.size(); ++i) {
+            const auto got = eng.infer(g.golden[i].input_codes, &counters, nullptr, nullptr, 7 + i);
+            EXPECT_EQ(got.node_codes, want[i].node_codes);
+            EXPECT_EQ(got.output_values, want[i].output_values);
+          }
+          expect_same_counters(counters, ref_counters);
+        }
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 40u);
+}
+
+}  // namespace
+}  // namespace imcsim
