@@ -58,6 +58,20 @@ struct Mix4 {
     z = mul64_const(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), c2, c2s);
     return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
   }
+  // The same on four vectors, step by step (four independent dependency chains side by side).
+  template <int kN>
+  IMCSIM_AVX2_INLINE void xn(__m256i* z) const {
+#pragma GCC unroll 8
+    for (int i = 0; i < kN; ++i) z[i] = _mm256_xor_si256(z[i], _mm256_srli_epi64(z[i], 30));
+#pragma GCC unroll 8
+    for (int i = 0; i < kN; ++i) z[i] = mul64_const(z[i], c1, c1s);
+#pragma GCC unroll 8
+    for (int i = 0; i < kN; ++i) z[i] = _mm256_xor_si256(z[i], _mm256_srli_epi64(z[i], 27));
+#pragma GCC unroll 8
+    for (int i = 0; i < kN; ++i) z[i] = mul64_const(z[i], c2, c2s);
+#pragma GCC unroll 8
+    for (int i = 0; i < kN; ++i) z[i] = _mm256_xor_si256(z[i], _mm256_srli_epi64(z[i], 31));
+  }
 };
 
 // S of four conversions from their outputs o1 = out(2n), o2 = out(2n + 1): the twelve 10-bit
@@ -134,6 +148,14 @@ uint32_t lane_of_slot(uint32_t k) {
   const uint32_t w = k / 16, e = k % 16, v = w / 2, h = w % 2;
   return v * 32 + (e < 8 ? h * 8 + e : 16 + h * 8 + (e - 8));
 }
+// Lane of element i of the kernel's vector q (k = 8q + i): vector q holds the partial sums
+// p << 16 of slots UNPACK{LO,HI}_EPI16(0, w[q / 2]), i.e. elements 4h .. 4h + 3 and 8 + 4h ..
+// 8 + 4h + 3 (h = q % 2) of the widened vector w[q / 2].
+uint32_t lane_of_element(uint32_t k) {
+  const uint32_t q = k / 8, i = k % 8, h = q % 2;
+  const uint32_t e = i < 4 ? 4 * h + i : 8 + 4 * h + (i - 4);
+  return lane_of_slot((q / 2) * 16 + e);
+}
 }  // namespace
 
 // Linear ADC by division (frac_bits <= 16 for FLOOR, <= 15 for HALF_AWAY): with sh = 16 - F and
@@ -155,7 +177,7 @@ bool NoiseMvmKernel::build_linear(NoiseMvmKernel& k, const AdcSpec& adc, size_t 
     const int64_t st = adc.step_fx[set], c = adc.centre_fx[set];
     if (st <= 0 || st >= (int64_t{1} << 29) || c >= (int64_t{1} << 29) || c <= -(int64_t{1} << 29)) return false;
     const int64_t D = st << sh;
-    if (D >= (int64_t{1} << 31)) return false;
+    if (D < 2 || D >= (int64_t{1} << 31)) return false;  // (D >= 2: the quotient shift is >= 32)
     const int64_t C = half ? (2 * c - st) << (sh - 1) : c << sh;
     const int64_t T0 = half ? (2 * c) << (sh - 1) : INT64_MIN;
     // m: x >= 0 for every a >= a_min (minus one for the tie term).
@@ -232,6 +254,14 @@ std::unique_ptr<NoiseMvmKernel> NoiseMvmKernel::make(std::span<const int16_t> ce
   for (uint32_t s = 0; s <= kIrwinHallMax; ++s) {
     const double y = k->sigma64_ * (static_cast<double>(s) - kIrwinHallMean);
     if (!(std::abs(y) < 0x1p31) || rint_to_int(y) != table[s]) return nullptr;
+  }
+  {
+    const double k64 = k->sigma64_;
+    if (k64 == std::floor(k64) && k64 >= 1 && k64 <= 131072) {
+      k->noise_int_ = static_cast<int32_t>(k64);
+      for (uint32_t s = 0; s <= kIrwinHallMax; ++s)
+        if ((static_cast<int64_t>(s) - 6138) * k->noise_int_ != table[s]) k->noise_int_ = 0;
+    }
   }
   const int64_t a_min = table[0], a_max = pbound * 65536 + table[kIrwinHallMax];
   if (a_min <= INT32_MIN + 1 || a_max >= INT32_MAX - 1 || a_max - a_min >= INT32_MAX) return nullptr;
@@ -346,6 +376,7 @@ struct NoiseRun {
   const uint8_t* idx;            // [chunk][g][r][64 lanes]
   const uint64_t* zbase;         // [chunk][8 slot groups][2][4]: key + (2 c0 + 1) gamma
   const int32_t* masks;          // [chunk][3][64]: valid (1 / 0), min fill, max fill
+  const uint8_t* full;           // [chunk]: every lane valid
   const uint8_t* nibbles;
   size_t nibble_column;
   const size_t* nibble_offset;
@@ -358,6 +389,7 @@ struct NoiseRun {
   const NoiseMvmKernel::LinearSet* linear;
   int32_t qmin, qmax;
   double sigma64;
+  int32_t noise_int;             // sigma 2^6 if an integer (|.| <= 2^17) equal to the table, else 0
   const int64_t* wt;             // [T]
   int64_t* acc;                  // [batch][N]
   uint32_t batch;
@@ -371,7 +403,41 @@ IMCSIM_AVX2_INLINE __m256i noise4(__m256i s, __m256i exp52, __m256d bias, __m256
   return _mm256_castpd_si256(_mm256_add_pd(_mm256_mul_pd(d, sig), rmagic));
 }
 
+// Partial sums of kNS consecutive slices (tables tab + i * stride) for the 64 lanes of a chunk's
+// tile (input nibbles ig[r][64]): w[i][0..3] = 16-bit sums in slot order. The input nibbles are
+// loaded once per row group for every slice; bytes are widened every `flush` row groups.
+template <int kNS>
+IMCSIM_AVX2_INLINE void psums_slices(const uint8_t* tab, size_t stride, const uint8_t* ig, uint32_t RG, uint32_t flush,
+                                     __m256i (*w)[4]) {
+  const __m256i zero = _mm256_setzero_si256();
+  for (int i = 0; i < kNS; ++i) w[i][0] = w[i][1] = w[i][2] = w[i][3] = zero;
+  for (uint32_t r0 = 0; r0 < RG; r0 += flush) {
+    const uint32_t r1 = std::min(RG, r0 + flush);
+    __m256i a[kNS][2];
+    for (int i = 0; i < kNS; ++i) a[i][0] = a[i][1] = zero;
+    for (uint32_t r = r0; r < r1; ++r) {
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64 + 32));
+#pragma GCC unroll 4
+      for (int i = 0; i < kNS; ++i) {
+        const __m256i tb = _mm256_broadcastsi128_si256(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(tab + i * stride + size_t{r} * 16)));
+        a[i][0] = _mm256_add_epi8(a[i][0], _mm256_shuffle_epi8(tb, x0));
+        a[i][1] = _mm256_add_epi8(a[i][1], _mm256_shuffle_epi8(tb, x1));
+      }
+    }
+    for (int i = 0; i < kNS; ++i) {
+      w[i][0] = _mm256_add_epi16(w[i][0], _mm256_unpacklo_epi8(a[i][0], zero));
+      w[i][1] = _mm256_add_epi16(w[i][1], _mm256_unpackhi_epi8(a[i][0], zero));
+      w[i][2] = _mm256_add_epi16(w[i][2], _mm256_unpacklo_epi8(a[i][1], zero));
+      w[i][3] = _mm256_add_epi16(w[i][3], _mm256_unpackhi_epi8(a[i][1], zero));
+    }
+  }
+}
+
 enum { kModeIdeal, kModeLinear, kModeTable };
+// Slot groups whose splitmix64 chains are interleaved step by step.
+constexpr uint32_t kLockstepGroups = 2;
 
 
 template <int kMode, bool kCount>
@@ -384,11 +450,17 @@ template <int kMode, bool kCount>
   const __m256d sig = _mm256_set1_pd(R.sigma64);
   const __m256d rmagic = _mm256_set1_pd(6755399441055744.0);  // 1.5 * 2^52: rint in the low bits
   const __m256i low23 = _mm256_set1_epi32((1 << 23) - 1);
+  const __m256i kint = _mm256_set1_epi32(R.noise_int), kint_bias = _mm256_set1_epi32(R.noise_int * 6138);
   const __m256i one = _mm256_set1_epi32(1);
   __m256i satv = zero, minv = _mm256_set1_epi32(INT32_MAX), maxv = _mm256_set1_epi32(INT32_MIN);
   alignas(32) int32_t acc32[64];
-  uint32_t lane_of[64];
-  for (uint32_t k = 0; k < 64; ++k) lane_of[k] = lane_of_slot(k);
+  int32_t fold_b[64];  // slot -> position in the chunk (-1: unused lane)
+  int64_t fold_w[64];  // slot -> its group's weight
+  for (uint32_t k = 0; k < 64; ++k) {
+    const uint32_t lane = lane_of_element(k), bl = lane / R.T, t = lane % R.T;
+    fold_b[k] = bl < R.per_chunk ? static_cast<int32_t>(bl) : -1;
+    fold_w[k] = R.wt[t];
+  }
   for (uint32_t n = 0; n < R.N; ++n) {
     const uint8_t* col = R.nibbles + size_t{n} * R.nibble_column;
     for (uint32_t c = 0; c < R.chunks; ++c) {
@@ -396,32 +468,24 @@ template <int kMode, bool kCount>
       const uint8_t* ic = R.idx + c * R.chunk_bytes;
       const __m256i* zb = reinterpret_cast<const __m256i*>(R.zbase + size_t{c} * 64);
       const __m256i* mk = reinterpret_cast<const __m256i*>(R.masks + size_t{c} * 192);
+      const bool full = R.full[c] != 0;  // every lane of the chunk in use: no masks
       for (uint32_t g = 0; g < R.G; ++g) {
         const uint32_t RG = R.row_groups[g];
         const uint8_t* ig = ic + R.gofs[g];
+        // Partial sums of the 64 lanes (16-bit, slot order), up to four slices at a time.
+        alignas(32) __m256i wbuf[4][4];
         for (uint32_t s = 0; s < R.S; ++s) {
-          // Partial sums of the 64 lanes (16-bit, slot order).
-          const uint8_t* tab = col + R.nibble_offset[size_t{g} * R.S + s];
-          __m256i a0 = zero, a1 = zero, w[4] = {zero, zero, zero, zero};
-          uint32_t pending = 0;
-          for (uint32_t r = 0; r < RG; ++r) {
-            const __m256i tb =
-                _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tab + size_t{r} * 16)));
-            a0 = _mm256_add_epi8(a0, _mm256_shuffle_epi8(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64))));
-            a1 = _mm256_add_epi8(a1, _mm256_shuffle_epi8(tb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64 + 32))));
-            if (++pending == R.flush) {
-              w[0] = _mm256_add_epi16(w[0], _mm256_unpacklo_epi8(a0, zero));
-              w[1] = _mm256_add_epi16(w[1], _mm256_unpackhi_epi8(a0, zero));
-              w[2] = _mm256_add_epi16(w[2], _mm256_unpacklo_epi8(a1, zero));
-              w[3] = _mm256_add_epi16(w[3], _mm256_unpackhi_epi8(a1, zero));
-              a0 = a1 = zero;
-              pending = 0;
+          if (s % 4 == 0) {
+            const uint8_t* tab = col + R.nibble_offset[size_t{g} * R.S + s];
+            const size_t stride = size_t{RG} * 16;
+            switch (std::min<uint32_t>(4, R.S - s)) {
+              case 1: psums_slices<1>(tab, stride, ig, RG, R.flush, wbuf); break;
+              case 2: psums_slices<2>(tab, stride, ig, RG, R.flush, wbuf); break;
+              case 3: psums_slices<3>(tab, stride, ig, RG, R.flush, wbuf); break;
+              default: psums_slices<4>(tab, stride, ig, RG, R.flush, wbuf); break;
             }
           }
-          w[0] = _mm256_add_epi16(w[0], _mm256_unpacklo_epi8(a0, zero));
-          w[1] = _mm256_add_epi16(w[1], _mm256_unpackhi_epi8(a0, zero));
-          w[2] = _mm256_add_epi16(w[2], _mm256_unpacklo_epi8(a1, zero));
-          w[3] = _mm256_add_epi16(w[3], _mm256_unpackhi_epi8(a1, zero));
+          const __m256i* w = wbuf[s % 4];
           // Parameter set and noise stream offset of this (g, s, n).
           const uint64_t set = R.granularity == AdcGranularity::kLayer    ? 0
                                : R.granularity == AdcGranularity::kColumn ? n
@@ -432,18 +496,27 @@ template <int kMode, bool kCount>
           __m128i bshift = _mm_setzero_si128();
           const int32_t* bk = nullptr;
           const int32_t* vt = nullptr;
-          __m256i tiev = zero, offv = zero, magicv = zero, mv = zero, centrev = zero, stepv = zero;
-          __m128i dshift = _mm_setzero_si128();
-          const __m256i qminv = _mm256_set1_epi32(R.qmin), qmaxv = _mm256_set1_epi32(R.qmax);
+          __m256i tiev = zero, offv = zero, magicv = zero, centrev = zero, stepv = zero;
+          __m128i dshift = _mm_setzero_si128(), dshift32 = _mm_setzero_si128();
+          __m256i qminv = zero, qmaxv = zero;
           if constexpr (kMode == kModeLinear) {
             const NoiseMvmKernel::LinearSet& ls = R.linear[set];
             tiev = _mm256_set1_epi32(ls.tie);
             offv = _mm256_set1_epi32(ls.offset);
             magicv = _mm256_set1_epi64x(static_cast<long long>(ls.magic));
             dshift = _mm_cvtsi32_si128(static_cast<int>(ls.shift));
-            mv = _mm256_set1_epi32(ls.m);
-            centrev = _mm256_set1_epi32(ls.centre);
-            stepv = _mm256_set1_epi32(ls.step);
+            dshift32 = _mm_cvtsi32_si128(static_cast<int>(ls.shift - 32));
+            // code' = code + m in [qmin + m, qmax + m]; the slice's signed, shifted value
+            // sign_s 2^bitlo_s (centre + code step) = centre' + code' step' (mod 2^32, exact as
+            // the result fits).
+            const uint32_t sgn = R.slices[s].sign < 0 ? ~0u : 0u, lo = R.slices[s].bit_lo;
+            const uint32_t step_s = static_cast<uint32_t>(ls.step) << lo;
+            const uint32_t centre_s = (static_cast<uint32_t>(ls.centre) - static_cast<uint32_t>(ls.m) *
+                                                                             static_cast<uint32_t>(ls.step)) << lo;
+            centrev = _mm256_set1_epi32(static_cast<int32_t>((centre_s ^ sgn) - sgn));
+            stepv = _mm256_set1_epi32(static_cast<int32_t>((step_s ^ sgn) - sgn));
+            qminv = _mm256_set1_epi32(R.qmin + ls.m);
+            qmaxv = _mm256_set1_epi32(R.qmax + ls.m);
           }
           if constexpr (kMode == kModeTable) {
             const NoiseMvmKernel::SetTable& st = R.sets[set];
@@ -457,29 +530,51 @@ template <int kMode, bool kCount>
           const __m128i ishift = _mm_cvtsi32_si128(static_cast<int>(R.ideal_shift));
           const __m128i lshift = _mm_cvtsi32_si128(static_cast<int>(R.slices[s].bit_lo));
           const bool negative = R.slices[s].sign < 0;
+          // The noise of the 64 lanes first (independent of the partial sums: long dependency
+          // chains the out-of-order core overlaps across slot groups), then their conversions.
+          alignas(32) int32_t nzbuf[64];
+          for (uint32_t q0 = 0; q0 < 8; q0 += kLockstepGroups) {
+            // S of the slots 8q + 2j (A) and 8q + 2j + 1 (B), then the noise.
+            __m256i z[4 * kLockstepGroups];
+            for (uint32_t h = 0; h < kLockstepGroups; ++h) {
+              z[4 * h] = _mm256_add_epi64(_mm256_load_si256(zb + 2 * (q0 + h)), zoff);
+              z[4 * h + 2] = _mm256_add_epi64(_mm256_load_si256(zb + 2 * (q0 + h) + 1), zoff);
+              z[4 * h + 1] = _mm256_add_epi64(z[4 * h], gamma);
+              z[4 * h + 3] = _mm256_add_epi64(z[4 * h + 2], gamma);
+            }
+            mix.template xn<4 * kLockstepGroups>(z);
+            for (uint32_t h = 0; h < kLockstepGroups; ++h) {
+              const __m256i sa = irwin_hall4(z[4 * h], z[4 * h + 1]);
+              const __m256i sb = irwin_hall4(z[4 * h + 2], z[4 * h + 3]);
+              __m256i nz;
+              if (R.noise_int != 0) {  // sigma 2^6 an integer: (S - 6138) sigma 2^6 exactly
+                nz = _mm256_sub_epi32(_mm256_mullo_epi32(_mm256_blend_epi32(sa, _mm256_slli_epi64(sb, 32), 0xAA), kint),
+                                      kint_bias);
+              } else {
+                nz = _mm256_blend_epi32(noise4(sa, exp52, bias, sig, rmagic),
+                                        _mm256_slli_epi64(noise4(sb, exp52, bias, sig, rmagic), 32), 0xAA);
+              }
+              _mm256_store_si256(reinterpret_cast<__m256i*>(nzbuf + 8 * (q0 + h)), nz);
+            }
+          }
           for (uint32_t q = 0; q < 8; ++q) {
             const __m256i wq = w[q / 2];
-            const __m256i p = _mm256_cvtepu16_epi32(q & 1 ? _mm256_extracti128_si256(wq, 1) : _mm256_castsi256_si128(wq));
-            // S of the slots 8q + 2j (A) and 8q + 2j + 1 (B), then the noise.
-            const __m256i za = _mm256_add_epi64(_mm256_load_si256(zb + 2 * q), zoff);
-            const __m256i zbb = _mm256_add_epi64(_mm256_load_si256(zb + 2 * q + 1), zoff);
-            const __m256i sa = irwin_hall4(mix(za), mix(_mm256_add_epi64(za, gamma)));
-            const __m256i sb = irwin_hall4(mix(zbb), mix(_mm256_add_epi64(zbb, gamma)));
-            const __m256i nz = _mm256_blend_epi32(noise4(sa, exp52, bias, sig, rmagic),
-                                                  _mm256_slli_epi64(noise4(sb, exp52, bias, sig, rmagic), 32), 0xAA);
-            const __m256i a = _mm256_add_epi32(_mm256_slli_epi32(p, 16), nz);
+            const __m256i p16 = q & 1 ? _mm256_unpackhi_epi16(zero, wq) : _mm256_unpacklo_epi16(zero, wq);  // p << 16
+            const __m256i a = _mm256_add_epi32(p16, _mm256_load_si256(reinterpret_cast<const __m256i*>(nzbuf + 8 * q)));
             __m256i value, e;
             if constexpr (kMode == kModeIdeal) {
               value = _mm256_srai_epi32(_mm256_add_epi32(_mm256_sra_epi32(a, ishift), one), 1);
               e = zero;
             } else if constexpr (kMode == kModeLinear) {
-              // x = a - C - [a < T0] + m D; r = floor(x / D) - m; code = clamp(r); saturated: r != code.
+              // x = a - C - [a < T0] + m D; r' = floor(x / D) = r + m (the odd lanes' quotient is
+              // the high half of their product shifted by shift - 32); code' = clamp(r') in
+              // [qmin + m, qmax + m]; saturated: r' != code'.
               const __m256i x = _mm256_add_epi32(_mm256_sub_epi32(a, offv), _mm256_cmpgt_epi32(tiev, a));
               const __m256i qe = _mm256_srl_epi64(_mm256_mul_epu32(x, magicv), dshift);
-              const __m256i qo = _mm256_srl_epi64(_mm256_mul_epu32(_mm256_srli_epi64(x, 32), magicv), dshift);
-              const __m256i r = _mm256_sub_epi32(_mm256_blend_epi32(qe, _mm256_slli_epi64(qo, 32), 0xAA), mv);
+              const __m256i qo = _mm256_srl_epi64(_mm256_mul_epu32(_mm256_srli_epi64(x, 32), magicv), dshift32);
+              const __m256i r = _mm256_blend_epi32(qe, qo, 0xAA);
               const __m256i code = _mm256_min_epi32(_mm256_max_epi32(r, qminv), qmaxv);
-              value = _mm256_add_epi32(centrev, _mm256_mullo_epi32(code, stepv));
+              value = _mm256_add_epi32(centrev, _mm256_mullo_epi32(code, stepv));  // already signed, shifted
               e = _mm256_andnot_si256(_mm256_cmpeq_epi32(r, code), one);  // saturated in bit 0
             } else {
               const __m256i d = _mm256_min_epi32(_mm256_max_epi32(_mm256_sub_epi32(a, base), zero), dmax);
@@ -490,24 +585,35 @@ template <int kMode, bool kCount>
               e = _mm256_i32gather_epi32(vt, state, 4);
               value = _mm256_srai_epi32(e, 1);
             }
-            const __m256i v = _mm256_sll_epi32(value, lshift);
             __m256i* ap = reinterpret_cast<__m256i*>(acc32 + 8 * q);
-            *ap = negative ? _mm256_sub_epi32(*ap, v) : _mm256_add_epi32(*ap, v);
+            if constexpr (kMode == kModeLinear) {
+              *ap = _mm256_add_epi32(*ap, value);
+            } else {
+              const __m256i v = _mm256_sll_epi32(value, lshift);
+              *ap = negative ? _mm256_sub_epi32(*ap, v) : _mm256_add_epi32(*ap, v);
+            }
             if constexpr (kCount) {
-              if constexpr (kMode != kModeIdeal) satv = _mm256_add_epi32(satv, _mm256_and_si256(e, _mm256_load_si256(mk + q)));
-              minv = _mm256_min_epi32(minv, _mm256_max_epi32(a, _mm256_load_si256(mk + 8 + q)));
-              maxv = _mm256_max_epi32(maxv, _mm256_min_epi32(a, _mm256_load_si256(mk + 16 + q)));
+              if (full) {
+                if constexpr (kMode == kModeLinear) satv = _mm256_add_epi32(satv, e);
+                if constexpr (kMode == kModeTable) satv = _mm256_add_epi32(satv, _mm256_and_si256(e, one));
+                minv = _mm256_min_epi32(minv, a);
+                maxv = _mm256_max_epi32(maxv, a);
+              } else {
+                if constexpr (kMode != kModeIdeal)
+                  satv = _mm256_add_epi32(satv, _mm256_and_si256(e, _mm256_load_si256(mk + q)));
+                minv = _mm256_min_epi32(minv, _mm256_max_epi32(a, _mm256_load_si256(mk + 8 + q)));
+                maxv = _mm256_max_epi32(maxv, _mm256_min_epi32(a, _mm256_load_si256(mk + 16 + q)));
+              }
             }
           }
         }
       }
       // Fold the lanes into the positions' accumulators.
       for (uint32_t k = 0; k < 64; ++k) {
-        const uint32_t lane = lane_of[k], bl = lane / R.T, t = lane % R.T;
-        if (bl >= R.per_chunk) continue;
-        const uint32_t b = c * R.per_chunk + bl;
+        if (fold_b[k] < 0) continue;
+        const uint32_t b = c * R.per_chunk + static_cast<uint32_t>(fold_b[k]);
         if (b >= R.batch) continue;
-        R.acc[size_t{b} * R.N + n] += R.wt[t] * acc32[k];
+        R.acc[size_t{b} * R.N + n] += fold_w[k] * acc32[k];
       }
     }
   }
@@ -571,9 +677,10 @@ uint64_t NoiseMvmKernel::run(const int32_t* x_shifted, uint32_t batch, uint64_t 
   uint64_t* zbase = reinterpret_cast<uint64_t*>((reinterpret_cast<uintptr_t>(zstore.data()) + 31) & ~uintptr_t{31});
   int32_t* masks = reinterpret_cast<int32_t*>((reinterpret_cast<uintptr_t>(mstore.data()) + 31) & ~uintptr_t{31});
   const uint64_t gstn = uint64_t{G} * S * T * N;
+  std::vector<uint8_t> full(chunks, 1);
   for (uint32_t c = 0; c < chunks; ++c)
     for (uint32_t k = 0; k < 64; ++k) {
-      const uint32_t lane = lane_of_slot(k), bl = lane / T, t = lane % T;
+      const uint32_t lane = lane_of_element(k), bl = lane / T, t = lane % T;
       const bool valid = bl < per_chunk && c * per_chunk + bl < batch;
       const uint64_t pos = pos0 + c * per_chunk + (valid ? bl : 0);
       const uint64_t c0 = pos * gstn + uint64_t{t} * N;
@@ -581,12 +688,13 @@ uint64_t NoiseMvmKernel::run(const int32_t* x_shifted, uint32_t batch, uint64_t 
       masks[size_t{c} * 192 + k] = valid ? 1 : 0;
       masks[size_t{c} * 192 + 64 + k] = valid ? INT32_MIN : INT32_MAX;
       masks[size_t{c} * 192 + 128 + k] = valid ? INT32_MAX : INT32_MIN;
+      if (!valid) full[c] = 0;
     }
   std::vector<int64_t> wt(T);
   for (uint32_t t = 0; t < T; ++t) wt[t] = int64_t{groups_[t].sign} * (int64_t{1} << groups_[t].bit_lo);
   NoiseRun R{G, S, T, N, chunks, per_chunk, flush_, row_groups_.data(), gofs.data(), chunk_bytes, idx.data(),
-             zbase, masks, nibbles_.data(), nibble_column_, nibble_offset_.data(), slices_.data(), sets_.data(),
-             granularity_, buckets_.data(), values_.data(), ideal_shift_, linear_.data(), qmin_, qmax_, sigma64_,
+             zbase, masks, full.data(), nibbles_.data(), nibble_column_, nibble_offset_.data(), slices_.data(), sets_.data(),
+             granularity_, buckets_.data(), values_.data(), ideal_shift_, linear_.data(), qmin_, qmax_, sigma64_, noise_int_,
              wt.data(), acc, batch};
   uint64_t sat = 0;
   int32_t lo = INT32_MAX, hi = INT32_MIN;

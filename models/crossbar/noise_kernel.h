@@ -97,6 +97,7 @@ class NoiseMvmKernel {
   std::vector<LinearSet> linear_;
   int32_t qmin_ = 0, qmax_ = 0;
   double sigma64_ = 0;              // sigma * 2^6
+  int32_t noise_int_ = 0;           // sigma * 2^6 when an integer: noise = (S - 6138) * it exactly
   // Per column n, tile g, slice s and group of 4 rows r: the 16 sums of the 4 cells each input
   // nibble selects; [n][g][s][r][16].
   std::vector<uint32_t> row_groups_;    // [g]
