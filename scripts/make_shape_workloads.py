@@ -16,8 +16,9 @@ so that the functional engine can run them on random inputs (benchmarks:
 scripts/bench_kernels.sh); they are big (ResNet-18: ~45 MB): write them to a scratch directory.
 Scales are chosen so that activations keep a similar spread from layer to layer (weight scale
 1 / (74 sqrt(K)), every activation scale 1/32), and the ADC covers the partial-sum range
-uniformly (linear: step = ceil(max partial sum / 2^B); non-linear: thresholds at multiples of
-that step). `--models w1` adds workload W1 (a 1x1 conv, 512 -> 512 channels on a 512x32x32
+(linear: uniformly, step = ceil(max partial sum / 2^B); non-linear: square-law thresholds,
+dense at small partial sums like calibrated references; shape-only graphs: placeholder
+thresholds at multiples of the step). `--models w1` adds workload W1 (a 1x1 conv, 512 -> 512 channels on a 512x32x32
 input: K = N = 512, 1024 positions).
 """
 from __future__ import annotations
@@ -114,11 +115,23 @@ class Builder:
             adc.rounding = pb.AdcSpec.ROUNDING_HALF_AWAY
             adc.step_fx.append(step)
             adc.centre_fx.append(0)
-        else:  # non-linear: uniform thresholds (placeholders for timing and cost)
+        elif self.rng is None:  # non-linear, shape-only: uniform thresholds (placeholders for timing and cost)
             adc.kind = pb.AdcSpec.KIND_NONLINEAR
             levels = 1 << a.adc_bits
             adc.thresholds_fx.extend(step * i for i in range(1, levels))
             adc.levels_fx.extend(step * i + step // 2 for i in range(levels))
+        else:  # non-linear, random weights: square-law thresholds over [0, max partial sum],
+            # dense at small partial sums like calibrated references (not an arithmetic table)
+            adc.kind = pb.AdcSpec.KIND_NONLINEAR
+            levels = 1 << a.adc_bits
+            top = step * levels
+            thresholds = []
+            for i in range(1, levels):
+                t = max(-(-top * i * i // (levels * levels)), thresholds[-1] + 1 if thresholds else 1)
+                thresholds.append(t)
+            adc.thresholds_fx.extend(thresholds)
+            edges = [0] + thresholds + [top]
+            adc.levels_fx.extend((edges[i] + edges[i + 1]) // 2 for i in range(levels))
         if self.rng is not None:
             k_rows = cin * l.kernel_h * l.kernel_w
             hi = 1 << (a.weight_bits - 1)

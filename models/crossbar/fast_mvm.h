@@ -46,6 +46,26 @@ bool native_kernels_supported();
 // for an unknown IMCSIM_KERNEL value or for native on a CPU that lacks it.
 KernelPath select_kernel_path(std::optional<KernelPath> requested = std::nullopt);
 
+// The arithmetic form of an ADC lookup table over the partial sums 0 .. p_max, per parameter
+// set: with x = max((min(p, p_clamp) << in_shift) + offset, 0) (< 2^16; offset may be negative),
+//   code(p)   = min((x * mult) >> (16 + out_shift), code_max)        (unsigned 16-bit lanes)
+//   value_fx  = value_base + value_step * code(p)
+//   saturated = p < sat_lo || p > sat_hi.
+// Linear ADCs (floor or round-half-away, any clamp, through integer cells) have this form; the
+// native nibble kernel then converts 16 partial sums in five vector operations instead of
+// gathering from the table. fit_affine_adc verifies the form on every p before returning it.
+struct AffineAdc {
+  struct Set {
+    uint16_t mult = 0, code_max = 0, p_clamp = 0;  // p_clamp: the first p of code code_max
+    int32_t offset = 0;
+    uint8_t in_shift = 0, out_shift = 0;
+    int64_t value_base = 0, value_step = 0;
+    int32_t sat_lo = 0, sat_hi = -1;
+  };
+  std::vector<Set> sets;  // [set]: one (LAYER) or one per column (COLUMN)
+  int64_t p_max = 0;
+};
+
 // ADC lookup table for the fused kernel: entry (set, p) at
 // entries[set * size + (p - min)] = value_fx(set, p) * 2 + saturated(set, p).
 struct PackedAdcLut {
@@ -57,7 +77,15 @@ struct PackedAdcLut {
   // |value_fx| in it: the native nibble kernel's 32-bit lanes.
   const int32_t* entries32 = nullptr;
   int64_t max_abs_value = 0;
+  // The same table in arithmetic form (fit_affine_adc), or null: the nibble kernel needs no
+  // lookups then.
+  const AffineAdc* affine = nullptr;
 };
+
+// The table's arithmetic form over p in [0, p_max] (the nibble kernel's partial sums), or
+// nullopt when some set is not of that form, the table does not cover [0, p_max], p_max >= 2^15
+// or the granularity is SLICE_TILE_COLUMN. `sets`: the table's parameter sets.
+std::optional<AffineAdc> fit_affine_adc(const PackedAdcLut& lut, uint64_t sets, int64_t p_max);
 
 // Event statistics of a fused call (the engine's ImcNodeCounters fields).
 struct FastStats {
@@ -139,6 +167,8 @@ class BitPlaneCrossbar {
   template <bool kGather>
   uint64_t pack_native(const int32_t* src, const int32_t* offsets, uint64_t* words, uint32_t* nonzero,
                        int64_t* xsum) const;
+  // Whether the nibble kernel (models/crossbar/fast_mvm_nibble.cc) serves this table.
+  bool nibble_serves(const PackedAdcLut& lut) const;
   void accumulate_nibble(const uint64_t* words, uint32_t batch, const PackedAdcLut& lut, int64_t* acc,
                          FastStats* stats) const;
 };

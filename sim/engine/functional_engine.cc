@@ -126,6 +126,7 @@ struct FunctionalEngine::ImcPlan {
     std::vector<int64_t> fast_lut;  // the same table packed for the fused kernel (empty: none)
     std::vector<int32_t> fast_lut32;  // and as int32 (empty if a value needs more than 30 bits)
     int64_t fast_lut_max = 0;         // largest |value_fx|
+    std::optional<kernels::AffineAdc> fast_affine;  // its arithmetic form, if it has one
   };
   std::unique_ptr<Nonideal> nonideal;
 
@@ -136,6 +137,7 @@ struct FunctionalEngine::ImcPlan {
   std::vector<int64_t> fast_lut;
   std::vector<int32_t> fast_lut32;
   int64_t fast_lut_max = 0;
+  std::optional<kernels::AffineAdc> fast_affine;  // the table's arithmetic form, if it has one
 
   ImcPlan(const ImcLayer& l, kernels::ProgrammedCrossbar xbar) : layer(&l), crossbar(std::move(xbar)) {}
 
@@ -351,10 +353,18 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
           if (ni.use_lut) {
             ni.fast_lut = pack_adc_lut(ni.lut_value, ni.lut_saturated);
             ni.fast_lut32 = pack_adc_lut32(ni.lut_value, ni.lut_saturated, ni.fast_lut_max);
+            if (!ni.fast_lut.empty() && plan->fast->path() == kernels::KernelPath::kNative)
+              ni.fast_affine = kernels::fit_affine_adc(
+                  kernels::PackedAdcLut{ni.fast_lut.data(), ni.lut_min, ni.lut_size, l->adc.granularity},
+                  ni.lut_value.size() / ni.lut_size, plan->fast->psum_bound());
           }
         } else if (plan->use_lut) {
           plan->fast_lut = pack_adc_lut(plan->lut_value, plan->lut_saturated);
           plan->fast_lut32 = pack_adc_lut32(plan->lut_value, plan->lut_saturated, plan->fast_lut_max);
+          if (!plan->fast_lut.empty() && plan->fast->path() == kernels::KernelPath::kNative)
+            plan->fast_affine = kernels::fit_affine_adc(
+                kernels::PackedAdcLut{plan->fast_lut.data(), plan->lut_min, plan->lut_size, l->adc.granularity},
+                plan->lut_value.size() / plan->lut_size, plan->fast->psum_bound());
         }
       }
     }
@@ -492,7 +502,7 @@ void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const No
                          kernels::PackedAdcLut{plan.fast_lut.data(), plan.lut_min, plan.lut_size,
                                                plan.layer->adc.granularity,
                                                plan.fast_lut32.empty() ? nullptr : plan.fast_lut32.data(),
-                                               plan.fast_lut_max},
+                                               plan.fast_lut_max, plan.fast_affine ? &*plan.fast_affine : nullptr},
                          threads);
   plan.ensure_gather();
   const ImcLayer& l = *plan.layer;
@@ -683,7 +693,7 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
     return run_imc_fused(shape, plan, node, in, out_codes, out_values, counters,
                          kernels::PackedAdcLut{ni.fast_lut.data(), ni.lut_min, ni.lut_size, l.adc.granularity,
                                                ni.fast_lut32.empty() ? nullptr : ni.fast_lut32.data(),
-                                               ni.fast_lut_max},
+                                               ni.fast_lut_max, ni.fast_affine ? &*ni.fast_affine : nullptr},
                          threads);
   if (ni.noise_kernel && !trace && !observer)
     return run_imc_noise_fused(shape, plan, node, in, out_codes, out_values, counters,

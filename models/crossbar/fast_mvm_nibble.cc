@@ -1,0 +1,565 @@
+// The native nibble-table kernel of BitPlaneCrossbar (docs/fast_kernels.md) and the arithmetic
+// form of ADC tables (fit_affine_adc) with which it converts partial sums without lookups.
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+#include "models/crossbar/fast_mvm.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define IMCSIM_NIBBLE_X86 1
+#endif
+
+namespace imcsim::kernels {
+
+namespace {
+
+constexpr int64_t kMaxAffinePsum = 32766;  // partial sums and sat_lo fit signed 16-bit lanes
+
+// One parameter set; `e` points at the packed entry (value_fx * 2 + saturated) of p = 0.
+std::optional<AffineAdc::Set> fit_affine_set(const int64_t* e, int64_t p_max) {
+  AffineAdc::Set set;
+  // The non-saturating partial sums must form one interval [sat_lo, sat_hi].
+  int64_t first = -1, last = -1;
+  for (int64_t p = 0; p <= p_max; ++p)
+    if (!(e[p] & 1)) {
+      if (first < 0) first = p;
+      last = p;
+    }
+  if (first < 0) {
+    set.sat_lo = static_cast<int32_t>(p_max + 1);  // every p saturates
+    set.sat_hi = static_cast<int32_t>(p_max);
+  } else {
+    for (int64_t p = first; p <= last; ++p)
+      if (e[p] & 1) return std::nullopt;
+    set.sat_lo = static_cast<int32_t>(first);
+    set.sat_hi = static_cast<int32_t>(last);
+  }
+  // Values: non-decreasing, value_base + value_step * code with integer codes.
+  const int64_t v0 = e[0] >> 1;
+  int64_t step = 0;
+  for (int64_t p = 1; p <= p_max; ++p) {
+    const int64_t d = (e[p] >> 1) - (e[p - 1] >> 1);
+    if (d < 0) return std::nullopt;
+    step = std::gcd(step, d);
+  }
+  set.value_base = v0;
+  set.value_step = step;
+  if (step == 0) return set;  // a constant table: code 0 everywhere (mult 0)
+  const int64_t code_max = ((e[p_max] >> 1) - v0) / step;
+  if (code_max > 32767) return std::nullopt;
+  // th[i]: the first p whose code is >= i (i = 1 .. code_max).
+  std::vector<int64_t> th(static_cast<size_t>(code_max) + 1, 0);
+  for (int64_t p = 1, c = 0; p <= p_max; ++p)
+    for (const int64_t code = ((e[p] >> 1) - v0) / step; c < code;) th[static_cast<size_t>(++c)] = p;
+  // Partial sums from th[C] on all have code C: clamped there, which leaves more bits for x.
+  const int64_t C = code_max, p_clamp = th[static_cast<size_t>(C)], span = p_clamp - th[1];
+  uint32_t sh = 0;
+  while (sh < 15 && (p_clamp << (sh + 1)) <= 32767) ++sh;
+  const int64_t o_max = 65535 - (p_clamp << sh);
+  // code(p) = floor(((p << sh) + O) * M / 2^(16 + k2)): M and O satisfy, for every i,
+  // ((th_i << sh) + O) M >= i 2^(16+k2) > (((th_i - 1) << sh) + O) M. The first and last
+  // thresholds bound M; the O interval of a given M is the intersection over i.
+  for (int k2 = 15; k2 >= 0; --k2) {
+    const int64_t K = int64_t{1} << (16 + k2);
+    int64_t m_lo = 1, m_hi = 65535;
+    if (C >= 2) {
+      m_lo = std::max<int64_t>(m_lo, (C - 1) * K / ((span + 1) << sh) + 1);
+      if (span >= 2) m_hi = std::min<int64_t>(m_hi, ((C - 1) * K + ((span - 1) << sh) - 1) / ((span - 1) << sh) - 1);
+    }
+    if (m_lo > m_hi) continue;
+    const int64_t mid = (m_lo + m_hi) / 2;
+    for (int64_t tries = 0; tries < 4096; ++tries) {
+      const int64_t M = tries % 2 ? mid + (tries + 1) / 2 : mid - tries / 2;
+      if (M < m_lo || M > m_hi) {
+        if (mid - tries / 2 < m_lo && mid + (tries + 1) / 2 > m_hi) break;
+        continue;
+      }
+      int64_t o_lo = -65535, o_hi = o_max;  // (x clamps at 0 below: code 0 there)
+      for (int64_t i = 1; i <= C && o_lo <= o_hi; ++i) {
+        const int64_t q = (i * K + M - 1) / M;  // ceil(i K / M)
+        o_lo = std::max(o_lo, q - (th[static_cast<size_t>(i)] << sh));
+        o_hi = std::min(o_hi, q - 1 - ((th[static_cast<size_t>(i)] - 1) << sh));
+      }
+      if (o_lo > o_hi) continue;
+      set.mult = static_cast<uint16_t>(M);
+      set.offset = static_cast<int32_t>(o_lo);
+      set.code_max = static_cast<uint16_t>(C);
+      set.in_shift = static_cast<uint8_t>(sh);
+      set.p_clamp = static_cast<uint16_t>(p_clamp);
+      set.out_shift = static_cast<uint8_t>(k2);
+      // Exact on every p (what the kernel computes, lane for lane).
+      for (int64_t p = 0; p <= p_max; ++p) {
+        const uint64_t x = static_cast<uint64_t>(std::max<int64_t>((std::min(p, p_clamp) << sh) + set.offset, 0));
+        const int64_t code = std::min<int64_t>(static_cast<int64_t>(((x * M) >> 16) >> k2), C);
+        if (v0 + step * code != (e[p] >> 1)) return std::nullopt;
+      }
+      return set;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<AffineAdc> fit_affine_adc(const PackedAdcLut& lut, uint64_t sets, int64_t p_max) {
+  if (lut.granularity == AdcGranularity::kSliceTileColumn || !lut.entries || p_max < 0 || p_max > kMaxAffinePsum ||
+      lut.min > 0 || lut.min + static_cast<int64_t>(lut.size) - 1 < p_max)
+    return std::nullopt;
+  AffineAdc out;
+  out.p_max = p_max;
+  out.sets.reserve(sets);
+  for (uint64_t set = 0; set < sets; ++set) {
+    auto fit = fit_affine_set(lut.entries + set * lut.size - lut.min, p_max);
+    if (!fit) return std::nullopt;
+    out.sets.push_back(*fit);
+  }
+  return out;
+}
+
+namespace {
+
+// Sum over slices of 2^bitlo_s (the largest shift-add weight of a tile's codes or values).
+int64_t slice_shift_sum(const std::vector<WeightSlice>& slices) {
+  int64_t sum = 0;
+  for (const auto& sl : slices) sum += int64_t{1} << sl.bit_lo;
+  return sum;
+}
+
+// Whether the affine path serves `lut`: sets per column shared by tiles and slices, covering
+// every partial sum, and one tile's shifted codes within a signed 16-bit lane.
+bool affine_serves(const PackedAdcLut& lut, const std::vector<WeightSlice>& slices, int64_t psum_bound,
+                   uint32_t n_cols) {
+  if (!lut.affine || lut.affine->p_max < psum_bound) return false;
+  const size_t want = lut.granularity == AdcGranularity::kLayer ? 1 : lut.granularity == AdcGranularity::kColumn
+                                                                          ? n_cols : 0;
+  if (want == 0 || lut.affine->sets.size() != want) return false;
+  int64_t code_max = 0;
+  for (const auto& s : lut.affine->sets) code_max = std::max<int64_t>(code_max, s.code_max);
+  return code_max * slice_shift_sum(slices) <= 32767;
+}
+
+}  // namespace
+
+bool BitPlaneCrossbar::nibble_serves(const PackedAdcLut& lut) const {
+  if (lut.min > 0) return false;
+  if (affine_serves(lut, slices_, psum_bound_, n_cols_)) return true;
+  // 32-bit lanes: the sum over tiles and slices of |value| * 2^bitlo_s must stay below 2^31.
+  return lut.entries32 &&
+         lut.max_abs_value * slice_shift_sum(slices_) * static_cast<int64_t>(tiles_.size()) < (int64_t{1} << 31);
+}
+
+#if IMCSIM_NIBBLE_X86
+namespace {
+
+#define IMCSIM_AVX2_INLINE __attribute__((target("avx2"), always_inline)) inline
+
+// Byte of a chunk's 64 input bytes that carries lane j: widening the two 32-byte vectors with
+// unpacklo / unpackhi then yields the lanes in order (16-bit vector k holds lanes 16k .. 16k+15).
+constexpr uint32_t lane_byte(uint32_t j) {
+  const uint32_t v = j / 32, h = (j % 32) / 16, e = j % 16;
+  return v * 32 + (e < 8 ? h * 8 + e : 16 + h * 8 + (e - 8));
+}
+
+// The exact partial sums of 64 lanes for one (tile, slice) block of NC columns: p = sum over row
+// groups r of tab_q[r][nibble r of the lane], 32 lanes per VPSHUFB (the lanes' nibbles loaded
+// once for the NC columns), summed in bytes for `flush` row groups at a time (no overflow),
+// then widened into w[q][0..3] (16-bit, lanes in order).
+template <uint32_t NC>
+IMCSIM_AVX2_INLINE void nibble_psums(const uint8_t* const* tabs, const uint8_t* ig, uint32_t row_groups,
+                                     uint32_t flush, __m256i (*w)[4]) {
+  const __m256i zero = _mm256_setzero_si256();
+  for (uint32_t q = 0; q < NC; ++q) w[q][0] = w[q][1] = w[q][2] = w[q][3] = zero;
+  for (uint32_t r0 = 0; r0 < row_groups; r0 += flush) {
+    const uint32_t r1 = std::min(row_groups, r0 + flush);
+    __m256i a[NC][2];
+    for (uint32_t q = 0; q < NC; ++q) a[q][0] = a[q][1] = zero;
+    for (uint32_t r = r0; r < r1; ++r) {
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64 + 32));
+      for (uint32_t q = 0; q < NC; ++q) {
+        const __m256i tb =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tabs[q] + size_t{r} * 16)));
+        a[q][0] = _mm256_add_epi8(a[q][0], _mm256_shuffle_epi8(tb, x0));
+        a[q][1] = _mm256_add_epi8(a[q][1], _mm256_shuffle_epi8(tb, x1));
+      }
+    }
+    for (uint32_t q = 0; q < NC; ++q) {
+      w[q][0] = _mm256_add_epi16(w[q][0], _mm256_unpacklo_epi8(a[q][0], zero));
+      w[q][1] = _mm256_add_epi16(w[q][1], _mm256_unpackhi_epi8(a[q][0], zero));
+      w[q][2] = _mm256_add_epi16(w[q][2], _mm256_unpacklo_epi8(a[q][1], zero));
+      w[q][3] = _mm256_add_epi16(w[q][3], _mm256_unpackhi_epi8(a[q][1], zero));
+    }
+  }
+}
+
+// Four columns with named accumulators (GCC keeps an array of them in registers only with
+// extra register moves per row group).
+template <>
+IMCSIM_AVX2_INLINE void nibble_psums<4>(const uint8_t* const* tabs, const uint8_t* ig, uint32_t row_groups,
+                                        uint32_t flush, __m256i (*w)[4]) {
+  const __m256i zero = _mm256_setzero_si256();
+  for (uint32_t q = 0; q < 4; ++q) w[q][0] = w[q][1] = w[q][2] = w[q][3] = zero;
+  const uint8_t *t0 = tabs[0], *t1 = tabs[1], *t2 = tabs[2], *t3 = tabs[3];
+  for (uint32_t r0 = 0; r0 < row_groups; r0 += flush) {
+    const uint32_t r1 = std::min(row_groups, r0 + flush);
+    __m256i a00 = zero, a01 = zero, a10 = zero, a11 = zero, a20 = zero, a21 = zero, a30 = zero, a31 = zero;
+    uint32_t r = r0;
+    do {
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64 + 32));
+#define IMCSIM_NIBBLE_COLUMN(T, A0, A1)                                                                      \
+  {                                                                                                          \
+    const __m256i tb = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(T + size_t{r} * 16))); \
+    A0 = _mm256_add_epi8(_mm256_shuffle_epi8(tb, x0), A0);                                                   \
+    A1 = _mm256_add_epi8(_mm256_shuffle_epi8(tb, x1), A1);                                                   \
+  }
+      IMCSIM_NIBBLE_COLUMN(t0, a00, a01)
+      IMCSIM_NIBBLE_COLUMN(t1, a10, a11)
+      IMCSIM_NIBBLE_COLUMN(t2, a20, a21)
+      IMCSIM_NIBBLE_COLUMN(t3, a30, a31)
+#undef IMCSIM_NIBBLE_COLUMN
+      // (Keeps each accumulator in one register: GCC otherwise copies all eight per row group.)
+      asm("" : "+x"(a00), "+x"(a01), "+x"(a10), "+x"(a11), "+x"(a20), "+x"(a21), "+x"(a30), "+x"(a31));
+    } while (++r < r1);
+    const __m256i a[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
+    for (uint32_t q = 0; q < 4; ++q) {
+      w[q][0] = _mm256_add_epi16(w[q][0], _mm256_unpacklo_epi8(a[q][0], zero));
+      w[q][1] = _mm256_add_epi16(w[q][1], _mm256_unpackhi_epi8(a[q][0], zero));
+      w[q][2] = _mm256_add_epi16(w[q][2], _mm256_unpacklo_epi8(a[q][1], zero));
+      w[q][3] = _mm256_add_epi16(w[q][3], _mm256_unpackhi_epi8(a[q][1], zero));
+    }
+  }
+}
+
+// Adds the sign-extended 16-bit lanes of v[0..3] to the int32 lanes acc32[0..63].
+IMCSIM_AVX2_INLINE void add_lanes16(const __m256i v[4], int32_t* acc32) {
+  for (uint32_t k = 0; k < 4; ++k) {
+    __m256i* a = reinterpret_cast<__m256i*>(acc32 + 16 * k);
+    a[0] = _mm256_add_epi32(a[0], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(v[k])));
+    a[1] = _mm256_add_epi32(a[1], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(v[k], 1)));
+  }
+}
+
+// Everything the column kernels need about the layer and the batch.
+struct NibbleArgs {
+  const uint8_t* nibbles;          // [n][column bytes]
+  size_t column_bytes;
+  const size_t* block_offset;      // [g * S + s]
+  const uint32_t* row_groups;      // [g]
+  uint32_t flush;
+  const std::vector<WeightSlice>* slices;
+  uint32_t G, S, T, N, per_chunk, chunks, batch;
+  const uint8_t* idx;              // [chunk][g][r][64]
+  const size_t* gofs;              // [g]: offset of tile g in a chunk
+  size_t chunk_bytes;
+  const int64_t* wt;               // [T]
+  const PackedAdcLut* lut;
+  int64_t* acc;                    // [batch][N]
+  // Affine path.
+  const uint16_t* invalid16;       // [chunk][64]: 0xFFFF for lanes past the batch
+  uint32_t tiles_per_flush;
+  int64_t base_factor;             // G * sum_s sign_s 2^bitlo_s * sum_t wt_t
+  int64_t psum_bound;
+  // Lookup path.
+  const int32_t* valid32;          // [chunk][64]: -1 for lanes within the batch
+};
+
+struct NibbleCounters {
+  __m256i sat32, min16, max16, min32, max32;
+};
+
+// Folds one column's lanes of chunk c into the positions' accumulators: acc += scale *
+// sum_t wt_t lanes[b * T + t] + base.
+inline void fold_lanes(const NibbleArgs& a, uint32_t c, uint32_t n, const int32_t* lanes, int64_t scale, int64_t base) {
+  const uint32_t positions = std::min(a.per_chunk, a.batch - c * a.per_chunk);
+  for (uint32_t bl = 0; bl < positions; ++bl) {
+    int64_t sum = 0;
+    for (uint32_t t = 0; t < a.T; ++t) sum += a.wt[t] * lanes[bl * a.T + t];
+    a.acc[size_t{c * a.per_chunk + bl} * a.N + n] += scale * sum + base;
+  }
+}
+
+// Columns n0 .. n0 + NC - 1 with the ADC in arithmetic form.
+template <uint32_t NC, bool kCount>
+__attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const NibbleArgs& a, uint32_t n0,
+                                                                    NibbleCounters& ct) {
+  const __m256i zero = _mm256_setzero_si256(), ones16 = _mm256_set1_epi16(1);
+  const AffineAdc& aff = *a.lut->affine;
+  const bool per_column = a.lut->granularity == AdcGranularity::kColumn;
+  struct Col {
+    __m256i mult, off, cmax, pclamp, sat_hi, sat_lo;
+    __m128i in_shift, out_shift;
+    bool negative_offset, low_sat, high_sat;
+    const AffineAdc::Set* set;
+  } cols[NC];
+  const uint8_t* col_base[NC];
+  for (uint32_t q = 0; q < NC; ++q) {
+    const AffineAdc::Set& as = aff.sets[per_column ? n0 + q : 0];
+    Col& cl = cols[q];
+    cl.mult = _mm256_set1_epi16(static_cast<int16_t>(as.mult));
+    cl.off = _mm256_set1_epi16(static_cast<int16_t>(as.offset < 0 ? -as.offset : as.offset));
+    cl.cmax = _mm256_set1_epi16(static_cast<int16_t>(as.code_max));
+    cl.pclamp = _mm256_set1_epi16(static_cast<int16_t>(as.p_clamp));
+    cl.sat_hi = _mm256_set1_epi16(static_cast<int16_t>(std::min<int32_t>(as.sat_hi, 32767)));
+    cl.sat_lo = _mm256_set1_epi16(static_cast<int16_t>(as.sat_lo));
+    cl.in_shift = _mm_cvtsi32_si128(as.in_shift);
+    cl.out_shift = _mm_cvtsi32_si128(as.out_shift);
+    cl.negative_offset = as.offset < 0;
+    cl.low_sat = as.sat_lo > 0;
+    cl.high_sat = as.sat_hi < a.psum_bound;
+    cl.set = &as;
+    col_base[q] = a.nibbles + size_t{n0 + q} * a.column_bytes;
+  }
+  alignas(32) int32_t acc32[NC][64];
+  for (uint32_t c = 0; c < a.chunks; ++c) {
+    for (uint32_t q = 0; q < NC; ++q)
+      for (uint32_t k = 0; k < 64; k += 8) _mm256_store_si256(reinterpret_cast<__m256i*>(acc32[q] + k), zero);
+    const uint8_t* ic = a.idx + c * a.chunk_bytes;
+    const __m256i* inv = reinterpret_cast<const __m256i*>(a.invalid16 + size_t{c} * 64);
+    const bool full = a.per_chunk * a.T == 64 && (c + 1) * a.per_chunk <= a.batch;  // every lane valid
+    __m256i codes[NC][4], sat16 = zero;
+    for (uint32_t q = 0; q < NC; ++q) codes[q][0] = codes[q][1] = codes[q][2] = codes[q][3] = zero;
+    for (uint32_t g = 0; g < a.G; ++g) {
+      for (uint32_t s = 0; s < a.S; ++s) {
+        const uint8_t* tabs[NC];
+        for (uint32_t q = 0; q < NC; ++q) tabs[q] = col_base[q] + a.block_offset[size_t{g} * a.S + s];
+        __m256i w[NC][4];
+        nibble_psums<NC>(tabs, ic + a.gofs[g], a.row_groups[g], a.flush, w);
+        const WeightSlice& sl = (*a.slices)[s];
+        const __m128i vbit = _mm_cvtsi32_si128(static_cast<int>(sl.bit_lo));
+        for (uint32_t q = 0; q < NC; ++q) {
+          const Col& cl = cols[q];
+          for (uint32_t k = 0; k < 4; ++k) {
+            const __m256i ps = _mm256_sll_epi16(_mm256_min_epu16(w[q][k], cl.pclamp), cl.in_shift);
+            const __m256i x = cl.negative_offset ? _mm256_subs_epu16(ps, cl.off) : _mm256_add_epi16(ps, cl.off);
+            const __m256i code =
+                _mm256_min_epu16(_mm256_srl_epi16(_mm256_mulhi_epu16(x, cl.mult), cl.out_shift), cl.cmax);
+            const __m256i shifted = _mm256_sll_epi16(code, vbit);
+            codes[q][k] = sl.sign < 0 ? _mm256_sub_epi16(codes[q][k], shifted) : _mm256_add_epi16(codes[q][k], shifted);
+            if constexpr (kCount) {
+              if (cl.high_sat) sat16 = _mm256_sub_epi16(sat16, _mm256_cmpgt_epi16(w[q][k], cl.sat_hi));
+              // (an invalid lane's p = 0 must not count: masked in a partial chunk)
+              if (cl.low_sat) {
+                const __m256i low = _mm256_cmpgt_epi16(cl.sat_lo, w[q][k]);
+                sat16 = _mm256_sub_epi16(sat16, full ? low : _mm256_andnot_si256(_mm256_loadu_si256(inv + k), low));
+              }
+              ct.min16 = _mm256_min_epu16(ct.min16, full ? w[q][k] : _mm256_or_si256(w[q][k], _mm256_loadu_si256(inv + k)));
+              ct.max16 = _mm256_max_epu16(ct.max16, w[q][k]);
+            }
+          }
+        }
+      }
+      if ((g + 1) % a.tiles_per_flush == 0 || g + 1 == a.G) {
+        for (uint32_t q = 0; q < NC; ++q) {
+          add_lanes16(codes[q], acc32[q]);
+          codes[q][0] = codes[q][1] = codes[q][2] = codes[q][3] = zero;
+        }
+        if constexpr (kCount) {
+          ct.sat32 = _mm256_add_epi32(ct.sat32, _mm256_madd_epi16(sat16, ones16));
+          sat16 = zero;
+        }
+      }
+    }
+    // acc += value_step * sum_t wt_t lanes + value_base * G * sum_s sign_s 2^bitlo_s * sum_t wt_t.
+    for (uint32_t q = 0; q < NC; ++q)
+      fold_lanes(a, c, n0 + q, acc32[q], cols[q].set->value_step, cols[q].set->value_base * a.base_factor);
+  }
+}
+
+// Columns n0 .. n0 + NC - 1 with table lookups (one VPGATHERDD per 8 lanes).
+template <uint32_t NC, bool kCount>
+__attribute__((target("avx2,bmi,bmi2,popcnt"))) void lookup_columns(const NibbleArgs& a, uint32_t n0,
+                                                                    NibbleCounters& ct) {
+  const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
+  const PackedAdcLut& lut = *a.lut;
+  const size_t col_stride = lut.granularity == AdcGranularity::kLayer ? 0 : lut.size;
+  const uint8_t* col_base[NC];
+  for (uint32_t q = 0; q < NC; ++q) col_base[q] = a.nibbles + size_t{n0 + q} * a.column_bytes;
+  alignas(32) int32_t acc32[NC][64];
+  for (uint32_t c = 0; c < a.chunks; ++c) {
+    for (uint32_t q = 0; q < NC; ++q)
+      for (uint32_t k = 0; k < 64; k += 8) _mm256_store_si256(reinterpret_cast<__m256i*>(acc32[q] + k), zero);
+    const uint8_t* ic = a.idx + c * a.chunk_bytes;
+    const __m256i* vmask = reinterpret_cast<const __m256i*>(a.valid32 + size_t{c} * 64);
+    for (uint32_t g = 0; g < a.G; ++g)
+      for (uint32_t s = 0; s < a.S; ++s) {
+        const uint8_t* tabs[NC];
+        for (uint32_t q = 0; q < NC; ++q) tabs[q] = col_base[q] + a.block_offset[size_t{g} * a.S + s];
+        __m256i w[NC][4];
+        nibble_psums<NC>(tabs, ic + a.gofs[g], a.row_groups[g], a.flush, w);
+        const uint64_t set0 = lut.granularity == AdcGranularity::kSliceTileColumn ? (uint64_t{g} * a.S + s) * a.N : 0;
+        const WeightSlice& sl = (*a.slices)[s];
+        const __m128i sh = _mm_cvtsi32_si128(static_cast<int>(sl.bit_lo));
+        for (uint32_t q = 0; q < NC; ++q) {
+          const int32_t* L = lut.entries32 + set0 * lut.size - lut.min + (n0 + q) * col_stride;
+          for (uint32_t k = 0; k < 8; ++k) {
+            const __m256i p = _mm256_cvtepu16_epi32(k % 2 ? _mm256_extracti128_si256(w[q][k / 2], 1)
+                                                           : _mm256_castsi256_si128(w[q][k / 2]));
+            const __m256i e = _mm256_i32gather_epi32(L, p, 4);
+            const __m256i v = _mm256_sll_epi32(_mm256_srai_epi32(e, 1), sh);
+            __m256i* acc = reinterpret_cast<__m256i*>(acc32[q] + 8 * k);
+            *acc = sl.sign < 0 ? _mm256_sub_epi32(*acc, v) : _mm256_add_epi32(*acc, v);
+            if constexpr (kCount) {
+              const __m256i m = _mm256_loadu_si256(vmask + k);
+              ct.sat32 = _mm256_add_epi32(ct.sat32, _mm256_and_si256(_mm256_and_si256(e, one), m));
+              ct.min32 = _mm256_min_epu32(ct.min32, _mm256_or_si256(p, _mm256_andnot_si256(m, _mm256_set1_epi32(-1))));
+              ct.max32 = _mm256_max_epu32(ct.max32, _mm256_and_si256(p, m));
+            }
+          }
+        }
+      }
+    for (uint32_t q = 0; q < NC; ++q) fold_lanes(a, c, n0 + q, acc32[q], 1, 0);
+  }
+}
+
+template <bool kAffine, bool kCount>
+__attribute__((target("avx2,bmi,bmi2,popcnt"))) void nibble_all_columns(const NibbleArgs& a, NibbleCounters& ct) {
+  constexpr uint32_t kCols = 4;  // columns per pass: 8 byte accumulators + 2 input vectors + 1 table
+  uint32_t n = 0;
+  for (; n + kCols <= a.N; n += kCols) {
+    if constexpr (kAffine) affine_columns<kCols, kCount>(a, n, ct);
+    else lookup_columns<kCols, kCount>(a, n, ct);
+  }
+  for (; n < a.N; ++n) {
+    if constexpr (kAffine) affine_columns<1, kCount>(a, n, ct);
+    else lookup_columns<1, kCount>(a, n, ct);
+  }
+}
+
+}  // namespace
+
+// Lanes are (position, group) pairs, lane j = b * T + t of a chunk of 64 (64 / T positions).
+// Per group of four columns and chunk, each (tile, slice) block's 64 partial sums per column
+// come from nibble_psums; then either (affine table) the codes are computed arithmetically in
+// 16-bit lanes and summed as sign_s 2^bitlo_s code, the value map value_base + value_step *
+// code applied once per position at the fold, or (any other table) one VPGATHERDD per 8 lanes
+// reads value * 2 + saturated from the int32 table and the lanes sum sign_s 2^bitlo_s value in
+// 32 bits. The fold adds each position's lanes with their groups' weights sign_t 2^bitlo_t.
+__attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulate_nibble(
+    const uint64_t* words, uint32_t batch, const PackedAdcLut& lut, int64_t* acc, FastStats* stats) const {
+  const uint32_t G = static_cast<uint32_t>(tiles_.size()), S = static_cast<uint32_t>(slices_.size()),
+                 T = static_cast<uint32_t>(groups_.size()), N = n_cols_;
+  const uint32_t per_chunk = 64 / T, chunks = (batch + per_chunk - 1) / per_chunk, used = per_chunk * T;
+  std::vector<size_t> gofs(G + 1, 0);
+  for (uint32_t g = 0; g < G; ++g) gofs[g + 1] = gofs[g] + size_t{row_groups_[g]} * 64;
+  const size_t chunk_bytes = gofs[G];
+  // Input nibbles [chunk][g][r][byte]; unused lanes 0 (their partial sums are 0). Per block of
+  // 8 lanes (8 consecutive bytes) and 8 row groups: each lane's 8 nibbles spread into 8 bytes,
+  // then an 8 x 8 byte transpose gives the 8 row groups' 8-byte rows.
+  std::vector<uint8_t> idx(chunks * chunk_bytes + 32, 0);
+  for (uint32_t c = 0; c < chunks; ++c)
+    for (uint32_t g = 0; g < G; ++g) {
+      const uint32_t RG = row_groups_[g];
+      for (uint32_t j0 = 0; j0 < used; j0 += 8) {
+        const uint64_t* u[8];
+        for (uint32_t i = 0; i < 8; ++i) {
+          const uint32_t j = j0 + i, b = c * per_chunk + j / T;
+          u[i] = j < used && b < batch ? words + size_t{b} * input_words_ + input_offset_[size_t{g} * T + j % T]
+                                       : nullptr;
+        }
+        uint8_t* dst = idx.data() + c * chunk_bytes + gofs[g] + lane_byte(j0);
+        for (uint32_t r8 = 0; r8 < RG; r8 += 8) {
+          __m128i x[8];
+          for (uint32_t i = 0; i < 8; ++i) {
+            uint64_t v = u[i] ? (u[i][r8 / 16] >> (32 * ((r8 % 16) / 8))) & 0xFFFFFFFFull : 0;
+            v = (v | (v << 16)) & 0x0000FFFF0000FFFFull;
+            v = (v | (v << 8)) & 0x00FF00FF00FF00FFull;
+            v = (v | (v << 4)) & 0x0F0F0F0F0F0F0F0Full;  // byte k = nibble of row group r8 + k
+            x[i] = _mm_cvtsi64_si128(static_cast<long long>(v));
+          }
+          const __m128i t0 = _mm_unpacklo_epi8(x[0], x[1]), t1 = _mm_unpacklo_epi8(x[2], x[3]),
+                        t2 = _mm_unpacklo_epi8(x[4], x[5]), t3 = _mm_unpacklo_epi8(x[6], x[7]);
+          const __m128i u0 = _mm_unpacklo_epi16(t0, t1), u1 = _mm_unpackhi_epi16(t0, t1),
+                        u2 = _mm_unpacklo_epi16(t2, t3), u3 = _mm_unpackhi_epi16(t2, t3);
+          const __m128i rows[4] = {_mm_unpacklo_epi32(u0, u2), _mm_unpackhi_epi32(u0, u2), _mm_unpacklo_epi32(u1, u3),
+                                   _mm_unpackhi_epi32(u1, u3)};
+          for (uint32_t k = 0; k < 8 && r8 + k < RG; ++k) {
+            const __m128i row = k % 2 ? _mm_unpackhi_epi64(rows[k / 2], rows[k / 2]) : rows[k / 2];
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + size_t{r8 + k} * 64), row);
+          }
+        }
+      }
+    }
+  std::vector<int64_t> wt(T);
+  int64_t wt_sum = 0;
+  for (uint32_t t = 0; t < T; ++t) {
+    wt[t] = int64_t{groups_[t].sign} * (int64_t{1} << groups_[t].bit_lo);
+    wt_sum += wt[t];
+  }
+  NibbleArgs a{};
+  a.nibbles = nibbles_.data();
+  a.column_bytes = nibble_column_;
+  a.block_offset = nibble_offset_.data();
+  a.row_groups = row_groups_.data();
+  a.flush = nibble_flush_;
+  a.slices = &slices_;
+  a.G = G, a.S = S, a.T = T, a.N = N, a.per_chunk = per_chunk, a.chunks = chunks, a.batch = batch;
+  a.idx = idx.data();
+  a.gofs = gofs.data();
+  a.chunk_bytes = chunk_bytes;
+  a.wt = wt.data();
+  a.lut = &lut;
+  a.acc = acc;
+  a.psum_bound = psum_bound_;
+  // Lane j of chunk c is valid when j < used and its position j / T is within the batch.
+  auto lane_valid = [&](uint32_t c, uint32_t j) { return j < used && c * per_chunk + j / T < batch; };
+  const bool count = stats != nullptr;
+  NibbleCounters ct{_mm256_setzero_si256(), _mm256_set1_epi16(-1), _mm256_setzero_si256(), _mm256_set1_epi32(-1),
+                    _mm256_setzero_si256()};
+  const bool affine = affine_serves(lut, slices_, psum_bound_, n_cols_);
+  std::vector<uint16_t> invalid16;
+  std::vector<int32_t> valid32;
+  if (affine) {
+    invalid16.resize(size_t{chunks} * 64);
+    for (uint32_t c = 0; c < chunks; ++c)
+      for (uint32_t j = 0; j < 64; ++j) invalid16[size_t{c} * 64 + j] = lane_valid(c, j) ? 0 : 0xFFFF;
+    a.invalid16 = invalid16.data();
+    int64_t signed_shift_sum = 0, code_max = 1;
+    for (const auto& sl : slices_) signed_shift_sum += int64_t{sl.sign} * (int64_t{1} << sl.bit_lo);
+    for (const auto& s : lut.affine->sets) code_max = std::max<int64_t>(code_max, s.code_max);
+    a.base_factor = int64_t{G} * signed_shift_sum * wt_sum;
+    // Tiles whose shifted codes a 16-bit lane holds before they are added to the int32 lanes
+    // (and whose saturation counts, at most 4 S per tile and lane, a 16-bit counter holds).
+    a.tiles_per_flush = static_cast<uint32_t>(
+        std::max<int64_t>(1, std::min<int64_t>(32767 / (code_max * slice_shift_sum(slices_)), 8191 / S)));
+    if (count) nibble_all_columns<true, true>(a, ct);
+    else nibble_all_columns<true, false>(a, ct);
+  } else {
+    valid32.resize(size_t{chunks} * 64);
+    for (uint32_t c = 0; c < chunks; ++c)
+      for (uint32_t j = 0; j < 64; ++j) valid32[size_t{c} * 64 + j] = lane_valid(c, j) ? -1 : 0;
+    a.valid32 = valid32.data();
+    if (count) nibble_all_columns<false, true>(a, ct);
+    else nibble_all_columns<false, false>(a, ct);
+  }
+  if (count && batch > 0) {
+    alignas(32) uint32_t sv[8], mn32[8], mx32[8];
+    alignas(32) uint16_t mn16[16], mx16[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sv), ct.sat32);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(mn32), ct.min32);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(mx32), ct.max32);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(mn16), ct.min16);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(mx16), ct.max16);
+    uint64_t saturations = 0;
+    uint32_t lo = UINT32_MAX, hi = 0;
+    for (int i = 0; i < 8; ++i) {
+      saturations += sv[i];
+      lo = std::min(lo, mn32[i]);
+      hi = std::max(hi, mx32[i]);
+    }
+    for (int i = 0; i < 16; ++i) {
+      lo = std::min<uint32_t>(lo, mn16[i]);
+      hi = std::max<uint32_t>(hi, mx16[i]);
+    }
+    stats->saturations += saturations;
+    stats->psum_min = std::min<int64_t>(stats->psum_min, lo);
+    stats->psum_max = std::max<int64_t>(stats->psum_max, hi);
+  }
+}
+#else
+void BitPlaneCrossbar::accumulate_nibble(const uint64_t*, uint32_t, const PackedAdcLut&, int64_t*, FastStats*) const {}
+#endif
+
+}  // namespace imcsim::kernels
