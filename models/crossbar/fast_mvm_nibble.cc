@@ -442,13 +442,19 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulat
   const uint32_t G = static_cast<uint32_t>(tiles_.size()), S = static_cast<uint32_t>(slices_.size()),
                  T = static_cast<uint32_t>(groups_.size()), N = n_cols_;
   const uint32_t per_chunk = 64 / T, chunks = (batch + per_chunk - 1) / per_chunk, used = per_chunk * T;
-  std::vector<size_t> gofs(G + 1, 0);
+  // Per-thread scratch, reused across calls (no allocation per batch).
+  thread_local std::vector<size_t> gofs;
+  thread_local std::vector<uint8_t> idx;
+  thread_local std::vector<uint16_t> invalid16;
+  thread_local std::vector<int32_t> valid32;
+  thread_local std::vector<int64_t> wt;
+  gofs.assign(G + 1, 0);
   for (uint32_t g = 0; g < G; ++g) gofs[g + 1] = gofs[g] + size_t{row_groups_[g]} * 64;
   const size_t chunk_bytes = gofs[G];
   // Input nibbles [chunk][g][r][byte]; unused lanes 0 (their partial sums are 0). Per block of
   // 8 lanes (8 consecutive bytes) and 8 row groups: each lane's 8 nibbles spread into 8 bytes,
   // then an 8 x 8 byte transpose gives the 8 row groups' 8-byte rows.
-  std::vector<uint8_t> idx(chunks * chunk_bytes + 32, 0);
+  idx.assign(chunks * chunk_bytes + 32, 0);
   for (uint32_t c = 0; c < chunks; ++c)
     for (uint32_t g = 0; g < G; ++g) {
       const uint32_t RG = row_groups_[g];
@@ -482,7 +488,7 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulat
         }
       }
     }
-  std::vector<int64_t> wt(T);
+  wt.assign(T, 0);
   int64_t wt_sum = 0;
   for (uint32_t t = 0; t < T; ++t) {
     wt[t] = int64_t{groups_[t].sign} * (int64_t{1} << groups_[t].bit_lo);
@@ -504,15 +510,15 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulat
   a.acc = acc;
   a.psum_bound = psum_bound_;
   // Lane j of chunk c is valid when j < used and its position j / T is within the batch.
-  auto lane_valid = [&](uint32_t c, uint32_t j) { return j < used && c * per_chunk + j / T < batch; };
+  uint32_t lane_b[64];
+  for (uint32_t j = 0; j < 64; ++j) lane_b[j] = j < used ? j / T : per_chunk;
+  auto lane_valid = [&](uint32_t c, uint32_t j) { return c * per_chunk + lane_b[j] < batch && lane_b[j] < per_chunk; };
   const bool count = stats != nullptr;
   NibbleCounters ct{_mm256_setzero_si256(), _mm256_set1_epi16(-1), _mm256_setzero_si256(), _mm256_set1_epi32(-1),
                     _mm256_setzero_si256()};
   const bool affine = affine_serves(lut, slices_, psum_bound_, n_cols_);
-  std::vector<uint16_t> invalid16;
-  std::vector<int32_t> valid32;
   if (affine) {
-    invalid16.resize(size_t{chunks} * 64);
+    invalid16.resize(size_t{chunks} * 64);  // (every element written below)
     for (uint32_t c = 0; c < chunks; ++c)
       for (uint32_t j = 0; j < 64; ++j) invalid16[size_t{c} * 64 + j] = lane_valid(c, j) ? 0 : 0xFFFF;
     a.invalid16 = invalid16.data();
@@ -527,7 +533,7 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulat
     if (count) nibble_all_columns<true, true>(a, ct);
     else nibble_all_columns<true, false>(a, ct);
   } else {
-    valid32.resize(size_t{chunks} * 64);
+    valid32.resize(size_t{chunks} * 64);  // (every element written below)
     for (uint32_t c = 0; c < chunks; ++c)
       for (uint32_t j = 0; j < 64; ++j) valid32[size_t{c} * 64 + j] = lane_valid(c, j) ? -1 : 0;
     a.valid32 = valid32.data();
