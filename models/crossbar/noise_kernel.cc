@@ -454,12 +454,18 @@ template <int kMode, bool kCount>
   const __m256i one = _mm256_set1_epi32(1);
   __m256i satv = zero, minv = _mm256_set1_epi32(INT32_MAX), maxv = _mm256_set1_epi32(INT32_MIN);
   alignas(32) int32_t acc32[64];
-  int32_t fold_b[64];  // slot -> position in the chunk (-1: unused lane)
-  int64_t fold_w[64];  // slot -> its group's weight
+  // Fold order: the elements of position bl of a chunk are fold_k[bl * T + t], t < T (group t,
+  // weight sign_t 2^bitlo_t = (x << fold_shift[t]) negated if fold_neg[t]).
+  uint8_t fold_k[64];
+  uint32_t fold_shift[64];
+  int64_t fold_neg[64];
   for (uint32_t k = 0; k < 64; ++k) {
     const uint32_t lane = lane_of_element(k), bl = lane / R.T, t = lane % R.T;
-    fold_b[k] = bl < R.per_chunk ? static_cast<int32_t>(bl) : -1;
-    fold_w[k] = R.wt[t];
+    if (bl < R.per_chunk) fold_k[bl * R.T + t] = static_cast<uint8_t>(k);
+  }
+  for (uint32_t t = 0; t < R.T; ++t) {
+    fold_shift[t] = static_cast<uint32_t>(std::countr_zero(static_cast<uint64_t>(R.wt[t] < 0 ? -R.wt[t] : R.wt[t])));
+    fold_neg[t] = R.wt[t] < 0 ? -1 : 0;
   }
   for (uint32_t n = 0; n < R.N; ++n) {
     const uint8_t* col = R.nibbles + size_t{n} * R.nibble_column;
@@ -609,11 +615,13 @@ template <int kMode, bool kCount>
         }
       }
       // Fold the lanes into the positions' accumulators.
-      for (uint32_t k = 0; k < 64; ++k) {
-        if (fold_b[k] < 0) continue;
-        const uint32_t b = c * R.per_chunk + static_cast<uint32_t>(fold_b[k]);
-        if (b >= R.batch) continue;
-        R.acc[size_t{b} * R.N + n] += fold_w[k] * acc32[k];
+      const uint32_t positions = std::min(R.per_chunk, R.batch - c * R.per_chunk);
+      for (uint32_t bl = 0; bl < positions; ++bl) {
+        int64_t sum = 0;
+        const uint8_t* ks = fold_k + bl * R.T;
+        for (uint32_t t = 0; t < R.T; ++t)
+          sum += ((int64_t{acc32[ks[t]]} * (int64_t{1} << fold_shift[t])) ^ fold_neg[t]) - fold_neg[t];
+        R.acc[size_t{c * R.per_chunk + bl} * R.N + n] += sum;
       }
     }
   }

@@ -246,8 +246,9 @@ void expect_same_counters(const engine::EngineCounters& a, const engine::EngineC
 }
 
 // Every random-layer graph with a one-bit DAC and non-negative cells (the fused kernel's
-// domain; the others take the row loop), ADC noise of two sigmas: the native and portable
-// paths, on one and on two threads per image, give the reference path's outputs and counters.
+// domain; the others take the row loop), ADC noise of two sigmas (the second with stuck-at
+// faults): the native and portable paths, on one and on two threads per image, give the
+// reference path's outputs and counters.
 TEST(NoiseEngine, FastPathsAndThreadsEqualReferencePath) {
   const fs::path dir = fs::path(IMCSIM_SOURCE_DIR) / "tests" / "data" / "random_layers";
   std::ifstream in(dir / "manifest.json");
@@ -265,6 +266,7 @@ TEST(NoiseEngine, FastPathsAndThreadsEqualReferencePath) {
     for (const double sigma : {0.8, 3.0}) {
       kernels::NonidealSpec spec;
       spec.adc_noise_sigma_lsb = sigma;
+      if (sigma > 1) spec.stuck_at_rate = 0.05;  // faulty cells (still integer levels)
       engine::FunctionalEngine ref(g, spec, 11, kernels::KernelPath::kReference);
       engine::EngineCounters ref_counters;
       std::vector<engine::InferenceResult> want;
