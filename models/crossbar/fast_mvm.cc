@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "models/digital/requant.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define IMCSIM_X86 1
@@ -468,6 +470,104 @@ inline uint64_t transpose8x8(uint64_t x) {
   return x ^ t ^ (t << 28);
 }
 }  // namespace
+
+namespace {
+
+// The engine's scalar output step (functional_engine.cc run_imc).
+IMCSIM_INLINE int32_t output_code(const OutputStep& st, int64_t a, size_t n) {
+  double y = static_cast<double>(a) * st.multiplier[n] + st.bias[n];
+  if (st.relu) y = std::max(y, 0.0);
+  return requantize(y, st.out_scale, st.out_zero_point, st.out_bits);
+}
+
+#if IMCSIM_X86
+// requantize() on 4 lanes: q = round_half_even(y / scale) + zero_point; 0 if !(q >= 0) (NaN
+// too); max_code if q > max_code; truncated to int32 (bits <= 31).
+__attribute__((target("avx2,bmi,bmi2,popcnt"))) IMCSIM_INLINE __m128i requantize4(__m256d y, __m256d scale,
+                                                                                 __m256d zp, __m256d max_code) {
+  __m256d q = _mm256_add_pd(_mm256_round_pd(_mm256_div_pd(y, scale), _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC),
+                            zp);
+  q = _mm256_and_pd(q, _mm256_cmp_pd(q, _mm256_setzero_pd(), _CMP_GE_OQ));
+  q = _mm256_min_pd(max_code, q);  // (max_code < q) ? max_code : q
+  return _mm256_cvttpd_epi32(q);
+}
+
+__attribute__((target("avx2,bmi,bmi2,popcnt"))) void requantize_array_native(const double* y, size_t count,
+                                                                            double scale, int32_t zero_point,
+                                                                            uint32_t bits, int32_t* out,
+                                                                            size_t stride) {
+  const __m256d sv = _mm256_set1_pd(scale), zv = _mm256_set1_pd(static_cast<double>(zero_point)),
+                mv = _mm256_set1_pd(static_cast<double>((int64_t{1} << bits) - 1));
+  size_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    alignas(16) int32_t c[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(c), requantize4(_mm256_loadu_pd(y + i), sv, zv, mv));
+    for (size_t j = 0; j < 4; ++j) out[(i + j) * stride] = c[j];
+  }
+  for (; i < count; ++i) out[i * stride] = requantize(y[i], scale, zero_point, bits);
+}
+
+__attribute__((target("avx2,bmi,bmi2,popcnt"))) void requantize_outputs_native(const OutputStep& st,
+                                                                              const int64_t* acc,
+                                                                              const int64_t* xsum, uint32_t batch,
+                                                                              uint32_t N, int32_t* out,
+                                                                              size_t out_stride) {
+  const __m256d sv = _mm256_set1_pd(st.out_scale), zv = _mm256_set1_pd(static_cast<double>(st.out_zero_point)),
+                mv = _mm256_set1_pd(static_cast<double>((int64_t{1} << st.out_bits) - 1)), zero = _mm256_setzero_pd();
+  // int64 -> double for |a| < 2^51: the bits of 2^52 + 2^51 + a, minus 2^52 + 2^51 (exact).
+  const __m256i magic_i = _mm256_set1_epi64x(0x4338000000000000ll);
+  const __m256d magic_d = _mm256_set1_pd(0x1.8p52);
+  const __m256i lim_hi = _mm256_set1_epi64x((int64_t{1} << 51) - 1), lim_lo = _mm256_set1_epi64x(-(int64_t{1} << 51) + 1);
+  for (uint32_t b = 0; b < batch; ++b) {
+    const int64_t off = st.offset_correction * xsum[b];
+    const int64_t* ab = acc + size_t{b} * N;
+    const __m256i offv = _mm256_set1_epi64x(off);
+    uint32_t n = 0;
+    for (; n + 4 <= N; n += 4) {
+      const __m256i a = _mm256_sub_epi64(
+          _mm256_add_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab + n)),
+                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(st.column_correction + n))),
+          offv);
+      alignas(16) int32_t c[4];
+      if (_mm256_movemask_pd(_mm256_castsi256_pd(
+              _mm256_or_si256(_mm256_cmpgt_epi64(a, lim_hi), _mm256_cmpgt_epi64(lim_lo, a)))) != 0) {
+        for (uint32_t j = 0; j < 4; ++j) c[j] = output_code(st, ab[n + j] + st.column_correction[n + j] - off, n + j);
+      } else {
+        const __m256d d = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(a, magic_i)), magic_d);
+        __m256d y = _mm256_add_pd(_mm256_mul_pd(d, _mm256_loadu_pd(st.multiplier + n)), _mm256_loadu_pd(st.bias + n));
+        if (st.relu) y = _mm256_max_pd(zero, y);  // (0 > y) ? 0 : y, as std::max(y, 0.0)
+        _mm_store_si128(reinterpret_cast<__m128i*>(c), requantize4(y, sv, zv, mv));
+      }
+      for (uint32_t j = 0; j < 4; ++j) out[(n + j) * out_stride + b] = c[j];
+    }
+    for (; n < N; ++n) out[n * out_stride + b] = output_code(st, ab[n] + st.column_correction[n] - off, n);
+  }
+}
+#endif
+
+}  // namespace
+
+void requantize_array(const double* y, size_t count, double scale, int32_t zero_point, uint32_t bits, int32_t* out,
+                      size_t stride, KernelPath path) {
+#if IMCSIM_X86
+  if (path == KernelPath::kNative && bits <= 31)
+    return requantize_array_native(y, count, scale, zero_point, bits, out, stride);
+#endif
+  for (size_t i = 0; i < count; ++i) out[i * stride] = requantize(y[i], scale, zero_point, bits);
+}
+
+void requantize_outputs(const OutputStep& step, const int64_t* acc, const int64_t* xsum, uint32_t batch, uint32_t N,
+                        int32_t* out, size_t out_stride, KernelPath path) {
+#if IMCSIM_X86
+  if (path == KernelPath::kNative && step.out_bits <= 31)
+    return requantize_outputs_native(step, acc, xsum, batch, N, out, out_stride);
+#endif
+  for (uint32_t b = 0; b < batch; ++b) {
+    const int64_t off = step.offset_correction * xsum[b];
+    for (uint32_t n = 0; n < N; ++n)
+      out[n * out_stride + b] = output_code(step, acc[size_t{b} * N + n] + step.column_correction[n] - off, n);
+  }
+}
 
 // Portable packing: 8 rows x 8 bits at a time by a bit transpose. Row k of the layer is
 // x'[k] = src[k] (kGather false) or src[offsets[k]]; *xsum = sum_k x'[k] over the tiles' rows.

@@ -93,6 +93,30 @@ struct FastStats {
   int64_t psum_min = INT64_MAX, psum_max = INT64_MIN;
 };
 
+// Requantisation (docs/SEMANTICS.md step 8, kernels::requantize) of many values: out[i * stride]
+// = requantize(y[i], scale, zero_point, bits). The native path (AVX2: the same IEEE divisions,
+// round-to-nearest-even and clamps, 4 lanes) gives the same codes as the scalar formula.
+void requantize_array(const double* y, size_t count, double scale, int32_t zero_point, uint32_t bits, int32_t* out,
+                      size_t stride, KernelPath path);
+
+// The fused kernel's output step for `batch` positions b of a layer with N columns:
+// a = acc[b * N + n] + column_correction[n] - offset_correction * xsum[b];
+// y = double(a) * multiplier[n] + bias[n] (then max(y, 0) if relu);
+// out[n * out_stride + b] = requantize(y, out_scale, out_zero_point, out_bits), exactly the
+// engine's scalar formula (the native path vectorises over columns).
+struct OutputStep {
+  const int64_t* column_correction = nullptr;
+  int64_t offset_correction = 0;
+  const double* multiplier = nullptr;
+  const double* bias = nullptr;
+  bool relu = false;
+  double out_scale = 1;
+  int32_t out_zero_point = 0;
+  uint32_t out_bits = 8;
+};
+void requantize_outputs(const OutputStep& step, const int64_t* acc, const int64_t* xsum, uint32_t batch, uint32_t N,
+                        int32_t* out, size_t out_stride, KernelPath path);
+
 class BitPlaneCrossbar {
  public:
   // cells: [k][s][n] integer levels, |level| < 2^15; slices / groups as in slicing.h.

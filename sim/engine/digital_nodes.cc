@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 
+#include "models/crossbar/fast_mvm.h"
 #include "models/digital/ops.h"
 #include "models/digital/requant.h"
 
@@ -12,6 +13,13 @@ namespace dk = kernels::digital;
 
 namespace {
 dk::QuantParams params(const graph::Quant& q) { return {q.scale, q.zero_point, q.bits}; }
+
+// Path of the array kernels (same results on both): native where the CPU has it.
+kernels::KernelPath array_path() {
+  static const kernels::KernelPath path =
+      kernels::native_kernels_supported() ? kernels::KernelPath::kNative : kernels::KernelPath::kPortable;
+  return path;
+}
 
 // Max / average pooling, residual add, ReLU and flatten (docs/SEMANTICS.md): shared by the
 // functional engine and the SystemC data-carrying mode. False if `node` is none of them.
@@ -68,14 +76,42 @@ bool run_pool_add_relu_flatten(const graph::Graph& g, const graph::Node& node,
   } else if (const auto* add = std::get_if<graph::Add>(&node.op)) {
     const auto in_b = ins[1];
     const graph::Quant& b_q = g.tensor_quant(node.inputs[1]);
-    for (size_t e = 0; e < out_elems; ++e) {
+    const bool relu = add->activation == graph::Activation::kRelu;
+    auto value = [&](size_t e) {
       const double y = (in_q.scale * static_cast<double>(in[e] - in_q.zero_point)) +
                        (b_q.scale * static_cast<double>(in_b[e] - b_q.zero_point));
-      emit(e, add->activation == graph::Activation::kRelu ? std::max(y, 0.0) : y);
+      return relu ? std::max(y, 0.0) : y;
+    };
+    if (node.output_quant.is_float()) {
+      for (size_t e = 0; e < out_elems; ++e) values[e] = value(e);
+    } else {
+      // Values in chunks, requantised by the (vectorised where the CPU has it) array kernel.
+      double y[256];
+      for (size_t e0 = 0; e0 < out_elems; e0 += 256) {
+        const size_t m = std::min<size_t>(256, out_elems - e0);
+        for (size_t i = 0; i < m; ++i) y[i] = value(e0 + i);
+        kernels::requantize_array(y, m, node.output_quant.scale, node.output_quant.zero_point,
+                                  node.output_quant.bits, out.data() + e0, 1, array_path());
+      }
     }
   } else if (std::holds_alternative<graph::Relu>(node.op)) {
-    for (size_t e = 0; e < out_elems; ++e)
-      emit(e, std::max(in_q.scale * static_cast<double>(in[e] - in_q.zero_point), 0.0));
+    auto value = [&](int32_t code) { return std::max(in_q.scale * static_cast<double>(code - in_q.zero_point), 0.0); };
+    const uint64_t codes = in_q.bits >= 1 && in_q.bits <= 16 ? uint64_t{1} << in_q.bits : 0;
+    if (!node.output_quant.is_float() && codes && out_elems >= 2 * codes) {
+      // The output is a function of the input code: one table of every code in [0, 2^bits).
+      std::vector<int32_t> table(codes);
+      for (uint64_t c = 0; c < codes; ++c)
+        table[c] = kernels::requantize(value(static_cast<int32_t>(c)), node.output_quant.scale,
+                                       node.output_quant.zero_point, node.output_quant.bits);
+      for (size_t e = 0; e < out_elems; ++e)
+        out[e] = static_cast<uint64_t>(static_cast<uint32_t>(in[e])) < codes ? table[static_cast<uint32_t>(in[e])]
+                                                                             : kernels::requantize(value(in[e]),
+                                                                                                   node.output_quant.scale,
+                                                                                                   node.output_quant.zero_point,
+                                                                                                   node.output_quant.bits);
+    } else {
+      for (size_t e = 0; e < out_elems; ++e) emit(e, value(in[e]));
+    }
   } else if (std::holds_alternative<graph::Flatten>(node.op)) {
     if (node.output_quant.is_float())
       for (size_t e = 0; e < out_elems; ++e) values[e] = in_q.scale * double(in[e] - in_q.zero_point);

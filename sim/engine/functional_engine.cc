@@ -447,6 +447,10 @@ void run_imc_fused(const FunctionalEngine::ImcShape& shape, const auto& plan, co
   std::vector<uint64_t> drives(threads, 0);
   std::vector<int32_t> padded_buffer;
   const int32_t* padded = plan.padded_input(in, padded_buffer);
+  const kernels::OutputStep out_step{plan.column_correction_fx.data(), plan.offset_correction_fx,
+                                     plan.multiplier.data(),           l.bias.data(),
+                                     l.activation == Activation::kRelu, node.output_quant.scale,
+                                     node.output_quant.zero_point,     node.output_quant.bits};
   auto work = [&](unsigned w) {
     std::vector<uint64_t> u(kBatch * words);
     std::vector<uint32_t> nz(size_t{kBatch} * G);
@@ -459,6 +463,10 @@ void run_imc_fused(const FunctionalEngine::ImcShape& shape, const auto& plan, co
                                         nz.data() + size_t{b} * G, &xsum[b]);
       std::fill(acc.begin(), acc.begin() + size_t{nb} * N, 0);
       fast.accumulate(u.data(), nz.data(), nb, lut, acc.data(), counters ? &stats[w] : nullptr);
+      if (!float_out) {
+        kernels::requantize_outputs(out_step, acc.data(), xsum.data(), nb, N, out_codes.data() + p0, P, fast.path());
+        continue;
+      }
       for (uint32_t b = 0; b < nb; ++b) {
         const uint32_t pos = p0 + b;
         for (uint32_t n = 0; n < N; ++n) {

@@ -834,6 +834,32 @@ TEST(DigitalNodes, AddWithRelu) {
   EXPECT_EQ(eng.infer(std::vector<int32_t>{0, 3, 6, 15}).node_codes[1], (std::vector<int32_t>{1, 1, 5, 19}));
 }
 
+TEST(DigitalNodes, LargeReluAndAddEqualTheElementwiseFormula) {
+  // 70 elements (the ReLU's per-code table for 4-bit inputs and the chunked, vectorised
+  // requantisation of Add with a tail), codes outside the 4-bit range included: every output
+  // equals requantize() of the formula of docs/SEMANTICS.md, ties (x.5) included.
+  GraphT g;
+  g.input_shape = {1, 1, 70};
+  g.input_quant = QuantT{0.5, 4, 4};
+  g.nodes.push_back(NodeT{"relu", {"x"}, "r", {1, 1, 70}, QuantT{0.25, 0, 4}, true, "relu {}"});
+  g.nodes.push_back(NodeT{"add", {"x", "r"}, "a", {1, 1, 70}, QuantT{0.5, 1, 5}, true,
+                          "add { activation: ACTIVATION_RELU }"});
+  g.nodes.push_back(NodeT{"flat", {"a"}, "f", {70}, QuantT{0.5, 1, 5}, true, "flatten {}"});
+  g.num_classes = 70;
+  const auto graph = parse(g);
+  FunctionalEngine eng(graph);
+  std::vector<int32_t> x(70);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<int32_t>(i % 16);
+  x[3] = -5, x[17] = 16, x[40] = 1000, x[69] = -1;
+  const auto r = eng.infer(x);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const int32_t relu = kernels::requantize(std::max(0.5 * double(x[i] - 4), 0.0), 0.25, 0, 4);
+    const double y = 0.5 * double(x[i] - 4) + 0.25 * double(relu);
+    EXPECT_EQ(r.node_codes[0][i], relu) << i;
+    EXPECT_EQ(r.node_codes[1][i], kernels::requantize(std::max(y, 0.0), 0.5, 1, 5)) << i;
+  }
+}
+
 TEST(DigitalNodes, ArgmaxTakesFirstIndexOnTies) {
   // Flatten of x: codes (2, 7, 7, 1) -> class 1 (first of the tied maxima).
   GraphT g;

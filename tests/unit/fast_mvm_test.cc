@@ -6,6 +6,7 @@
 // on both the portable and (where the CPU has it) the native path. Also the path selection.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <random>
@@ -14,6 +15,7 @@
 #include "models/crossbar/crossbar.h"
 #include "models/crossbar/fast_mvm.h"
 #include "models/crossbar/slicing.h"
+#include "models/digital/requant.h"
 
 namespace imcsim::kernels {
 namespace {
@@ -216,6 +218,67 @@ TEST(FastMvm, PackGatheredEqualsPortablePackInputs) {
       }
     }
   }
+}
+
+// The array requantisation and the fused kernel's output step equal the scalar formulas
+// (kernels::requantize; the engine's a -> y -> code) on every path: ties (half to even),
+// negative and NaN values, clamps at 0 and 2^bits - 1, widths 1 to 31 bits, strided outputs,
+// column counts not a multiple of 4, accumulators beyond 2^51 (the native path's exact
+// int64 -> double range).
+TEST(FastMvm, RequantisationEqualsScalarFormula) {
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> unit(-1.0, 1.0);
+  for (const uint32_t bits : {1u, 4u, 8u, 16u, 31u}) {
+    const double scale = bits == 31 ? 0.5 : 0.37 * (1 + bits);
+    const int32_t zp = bits == 1 ? 0 : static_cast<int32_t>(rng() % (uint64_t{1} << (bits - 1)));
+    std::vector<double> y(203);
+    for (size_t i = 0; i < y.size(); ++i) {
+      const uint64_t kind = rng() % 4;
+      y[i] = kind == 0   ? (std::floor(unit(rng) * 40) + 0.5) * scale  // exact ties
+             : kind == 1 ? unit(rng) * scale * double(uint64_t{1} << std::min(bits + 1, 40u))
+             : kind == 2 ? unit(rng) * 1e12
+                         : -unit(rng) * scale;
+    }
+    y[7] = std::nan(""), y[8] = -0.0, y[9] = 1e300;
+    for (const auto path : fast_paths()) {
+      SCOPED_TRACE(std::string(kernel_path_name(path)) + " bits " + std::to_string(bits));
+      std::vector<int32_t> got(y.size() * 3, -7);
+      requantize_array(y.data(), y.size(), scale, zp, bits, got.data(), 3, path);
+      for (size_t i = 0; i < y.size(); ++i) {
+        EXPECT_EQ(got[i * 3], requantize(y[i], scale, zp, bits)) << y[i];
+        EXPECT_EQ(got[i * 3 + 1], -7);
+      }
+    }
+  }
+  for (const uint32_t N : {1u, 4u, 7u, 13u})
+    for (const bool relu : {false, true}) {
+      const uint32_t batch = 5, P = 9;
+      std::vector<int64_t> acc(size_t{batch} * N), corr(N), xsum(batch);
+      std::vector<double> mult(N), bias(N);
+      for (auto& a : acc) a = static_cast<int64_t>(rng() % 2000001) - 1000000;
+      acc[1] = (int64_t{1} << 51) - 3;  // at and beyond the exact-conversion range
+      acc[2] = int64_t{1} << 53;
+      acc[acc.size() - 1] = -(int64_t{1} << 52) - 1;
+      for (auto& c : corr) c = static_cast<int64_t>(rng() % 20001) - 10000;
+      for (auto& x : xsum) x = static_cast<int64_t>(rng() % 2001);
+      for (auto& m : mult) m = std::ldexp(0.5 + 0.5 * unit(rng), -12);
+      for (auto& b : bias) b = unit(rng);
+      const OutputStep step{corr.data(), 3, mult.data(), bias.data(), relu, 0.0625, 3, 8};
+      for (const auto path : fast_paths()) {
+        SCOPED_TRACE(std::string(kernel_path_name(path)) + " N " + std::to_string(N));
+        std::vector<int32_t> out(size_t{N} * P, -1);
+        requantize_outputs(step, acc.data(), xsum.data(), batch, N, out.data() + 2, P, path);
+        for (uint32_t b = 0; b < batch; ++b)
+          for (uint32_t n = 0; n < N; ++n) {
+            const int64_t a = acc[size_t{b} * N + n] + corr[n] - 3 * xsum[b];
+            double yv = static_cast<double>(a) * mult[n] + bias[n];
+            if (relu) yv = std::max(yv, 0.0);
+            EXPECT_EQ(out[size_t{n} * P + 2 + b], requantize(yv, 0.0625, 3, 8)) << b << " " << n;
+          }
+        EXPECT_EQ(out[0], -1);
+        EXPECT_EQ(out[1], -1);
+      }
+    }
 }
 
 TEST(FastMvm, PathSelection) {
