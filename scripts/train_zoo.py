@@ -143,9 +143,11 @@ def arch_config_for(cfg: dict):
                 "array / DAC / ADC of the exported graph's mapping", **arch)
 
 
-def run_imcsim(binary, graph, n_images, out_dir, dataset_dir, arch=None):
+def run_imcsim(binary, graph, n_images, out_dir, dataset_dir, arch=None, threads=0):
     cmd = [str(binary), "run", "--graph", str(graph), "--images", str(n_images), "-q",
            "--out", str(out_dir), "--dataset-dir", str(dataset_dir), "--timing", "analytical"]
+    if threads:
+        cmd += ["--threads", str(threads)]
     if arch is not None:
         cmd += ["--arch", str(arch)]
     t0 = time.time()
@@ -267,6 +269,8 @@ def main(argv=None):
                     help="with --imcsim: also run imcsim on this many test images (e.g. all "
                          "10000 when --test-images is smaller), recorded as "
                          "imcsim_accuracy_more")
+    ap.add_argument("--imcsim-threads", type=int, default=0,
+                    help="with --imcsim: imcsim run --threads (default 0 = all cores)")
     ap.add_argument("--data-dir", default=str(idx.DEFAULT_FMNIST_DIR))
     ap.add_argument("--no-readme", action="store_true")
     ap.add_argument("--verify", metavar="BASE",
@@ -513,7 +517,7 @@ def main(argv=None):
     if args.imcsim:
         sim_out = REPO / "results" / "scratch" / f"zoo_{name}"
         acc, t_sim, sim_cmd = run_imcsim(args.imcsim, path, n_test, sim_out, args.data_dir,
-                                         arch_path)
+                                         arch_path, args.imcsim_threads)
         times["imcsim_s"] = t_sim
         summary["imcsim_accuracy"] = acc.get("top1")
         summary["imcsim_command"] = sim_cmd
@@ -521,7 +525,7 @@ def main(argv=None):
         ok = ok and abs(float(acc.get("top1")) - torch_acc) < 1e-12
         if args.imcsim_images > n_test:
             acc2, t2, cmd2 = run_imcsim(args.imcsim, path, args.imcsim_images, sim_out,
-                                        args.data_dir, arch_path)
+                                        args.data_dir, arch_path, args.imcsim_threads)
             times["imcsim_more_s"] = t2
             summary["imcsim_accuracy_more"] = acc2.get("top1")
             summary["imcsim_images_more"] = args.imcsim_images
