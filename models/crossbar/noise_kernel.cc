@@ -197,10 +197,25 @@ bool NoiseMvmKernel::build_linear(NoiseMvmKernel& k, const AdcSpec& adc, size_t 
     ls.shift = 31 + l;
     ls.centre = static_cast<int32_t>(c);
     ls.step = static_cast<int32_t>(st);
+    // floor(x / (step 2^sh)) = floor((x >> sh) / step); with v = x >> sh < 2^15 a 32-bit
+    // multiply-shift divides exactly (verified on every v up to the largest reachable one).
+    ls.sh = sh;
+    const int64_t vmax_x = (a_max - C + m * D) >> sh;
+    if (vmax_x < (int64_t{1} << 15)) {
+      for (uint32_t ks = 0; ks < 32 && ls.small_magic == 0; ++ks) {
+        const uint64_t mg = ((uint64_t{1} << ks) + static_cast<uint64_t>(st) - 1) / static_cast<uint64_t>(st);
+        if (mg == 0 || mg * static_cast<uint64_t>(vmax_x) >= (uint64_t{1} << 32)) continue;
+        bool exact = true;
+        for (int64_t v = 0; v <= vmax_x && exact; ++v)
+          exact = static_cast<int64_t>((static_cast<uint64_t>(v) * mg) >> ks) == v / st;
+        if (exact) ls.small_magic = static_cast<uint32_t>(mg), ls.small_shift = ks;
+      }
+    }
     out.push_back(ls);
     for (const int64_t code : {adc.code_min(), adc.code_max()}) vmax = std::max(vmax, std::abs(c + code * st));
   }
   if (vmax >= (int64_t{1} << 29)) return false;
+  k.linear_small_ = std::all_of(out.begin(), out.end(), [](const LinearSet& x) { return x.small_magic != 0; });
   k.linear_ = std::move(out);
   k.qmin_ = static_cast<int32_t>(adc.code_min());
   k.qmax_ = static_cast<int32_t>(adc.code_max());
@@ -473,7 +488,7 @@ IMCSIM_AVX2_INLINE void psums_slices<4>(const uint8_t* tab, size_t stride, const
   }
 }
 
-enum { kModeIdeal, kModeLinear, kModeTable };
+enum { kModeIdeal, kModeLinear, kModeTable, kModeLinearSmall };
 // Slot groups whose splitmix64 chains are interleaved step by step.
 constexpr uint32_t kLockstepGroups = 2;
 
@@ -543,8 +558,13 @@ template <int kMode, bool kCount>
           __m256i tiev = zero, offv = zero, magicv = zero, centrev = zero, stepv = zero;
           __m128i dshift = _mm_setzero_si128(), dshift32 = _mm_setzero_si128();
           __m256i qminv = zero, qmaxv = zero;
-          if constexpr (kMode == kModeLinear) {
+          __m128i vshift = _mm_setzero_si128(), sshift = _mm_setzero_si128();
+          __m256i smagic = zero;
+          if constexpr (kMode == kModeLinear || kMode == kModeLinearSmall) {
             const NoiseMvmKernel::LinearSet& ls = R.linear[set];
+            vshift = _mm_cvtsi32_si128(static_cast<int>(ls.sh));
+            sshift = _mm_cvtsi32_si128(static_cast<int>(ls.small_shift));
+            smagic = _mm256_set1_epi32(static_cast<int32_t>(ls.small_magic));
             tiev = _mm256_set1_epi32(ls.tie);
             offv = _mm256_set1_epi32(ls.offset);
             magicv = _mm256_set1_epi64x(static_cast<long long>(ls.magic));
@@ -609,6 +629,13 @@ template <int kMode, bool kCount>
             if constexpr (kMode == kModeIdeal) {
               value = _mm256_srai_epi32(_mm256_add_epi32(_mm256_sra_epi32(a, ishift), one), 1);
               e = zero;
+            } else if constexpr (kMode == kModeLinearSmall) {
+              // As below, the quotient as ((x >> sh) * magic) >> shift in 32 bits.
+              const __m256i x = _mm256_add_epi32(_mm256_sub_epi32(a, offv), _mm256_cmpgt_epi32(tiev, a));
+              const __m256i r = _mm256_srl_epi32(_mm256_mullo_epi32(_mm256_srl_epi32(x, vshift), smagic), sshift);
+              const __m256i code = _mm256_min_epi32(_mm256_max_epi32(r, qminv), qmaxv);
+              value = _mm256_add_epi32(centrev, _mm256_mullo_epi32(code, stepv));  // already signed, shifted
+              e = _mm256_andnot_si256(_mm256_cmpeq_epi32(r, code), one);  // saturated in bit 0
             } else if constexpr (kMode == kModeLinear) {
               // x = a - C - [a < T0] + m D; r' = floor(x / D) = r + m (the odd lanes' quotient is
               // the high half of their product shifted by shift - 32); code' = clamp(r') in
@@ -630,7 +657,7 @@ template <int kMode, bool kCount>
               value = _mm256_srai_epi32(e, 1);
             }
             __m256i* ap = reinterpret_cast<__m256i*>(acc32 + 8 * q);
-            if constexpr (kMode == kModeLinear) {
+            if constexpr (kMode == kModeLinear || kMode == kModeLinearSmall) {
               *ap = _mm256_add_epi32(*ap, value);
             } else {
               const __m256i v = _mm256_sll_epi32(value, lshift);
@@ -638,7 +665,7 @@ template <int kMode, bool kCount>
             }
             if constexpr (kCount) {
               if (full) {
-                if constexpr (kMode == kModeLinear) satv = _mm256_add_epi32(satv, e);
+                if constexpr (kMode == kModeLinear || kMode == kModeLinearSmall) satv = _mm256_add_epi32(satv, e);
                 if constexpr (kMode == kModeTable) satv = _mm256_add_epi32(satv, _mm256_and_si256(e, one));
                 minv = _mm256_min_epi32(minv, a);
                 maxv = _mm256_max_epi32(maxv, a);
@@ -747,7 +774,9 @@ uint64_t NoiseMvmKernel::run(const int32_t* x_shifted, uint32_t batch, uint64_t 
   auto dispatch = [&]<bool kCount>() {
     switch (mode_) {
       case Mode::kIdeal: return noise_run<kModeIdeal, kCount>(R, sat, lo, hi);
-      case Mode::kLinear: return noise_run<kModeLinear, kCount>(R, sat, lo, hi);
+      case Mode::kLinear:
+        if (linear_small_) return noise_run<kModeLinearSmall, kCount>(R, sat, lo, hi);
+        return noise_run<kModeLinear, kCount>(R, sat, lo, hi);
       case Mode::kTable: return noise_run<kModeTable, kCount>(R, sat, lo, hi);
     }
   };

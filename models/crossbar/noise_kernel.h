@@ -70,6 +70,9 @@ class NoiseMvmKernel {
     int32_t m = 0;
     uint32_t magic = 0, shift = 0;
     int32_t centre = 0, step = 0;
+    // Small form (0: none): floor(x / D) = ((x >> sh) * small_magic) >> small_shift, 32-bit
+    // product, checked at build time on every reachable x >> sh.
+    uint32_t sh = 0, small_magic = 0, small_shift = 0;
   };
   // Layout of the ADC tables of one parameter set (public for the kernel's helpers).
   struct SetTable {
@@ -95,6 +98,7 @@ class NoiseMvmKernel {
   Mode mode_ = Mode::kTable;
   uint32_t ideal_shift_ = 0;        // 15 - F
   std::vector<LinearSet> linear_;
+  bool linear_small_ = false;       // every set has the small division form
   int32_t qmin_ = 0, qmax_ = 0;
   double sigma64_ = 0;              // sigma * 2^6
   int32_t noise_int_ = 0;           // sigma * 2^6 when an integer: noise = (S - 6138) * it exactly

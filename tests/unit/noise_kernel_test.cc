@@ -160,6 +160,7 @@ TEST(NoiseKernel, FusedKernelEqualsDirectEvaluation) {
       adcs.emplace_back("linear floor signed F2", linear_adc(5, 2, AdcRounding::kFloor, true, gran, sets, rng, 3, 40));
       adcs.emplace_back("linear half-away signed F4", linear_adc(4, 4, AdcRounding::kHalfAway, true, gran, sets, rng, 20, 300));
       adcs.emplace_back("linear floor F17", linear_adc(4, 17, AdcRounding::kFloor, false, gran, sets, rng, 1 << 12, 1 << 16));
+      adcs.emplace_back("linear floor F16", linear_adc(4, 16, AdcRounding::kFloor, false, gran, sets, rng, 1 << 12, 1 << 16));
       adcs.emplace_back("non-linear F1", nonlinear_adc(5, 1, gran, sets, rng));
       AdcSpec ideal;
       ideal.kind = AdcKind::kIdeal, ideal.frac_bits = 3, ideal.granularity = gran;
