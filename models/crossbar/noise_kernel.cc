@@ -202,7 +202,10 @@ bool NoiseMvmKernel::build_linear(NoiseMvmKernel& k, const AdcSpec& adc, size_t 
     ls.sh = sh;
     const int64_t vmax_x = (a_max - C + m * D) >> sh;
     if (vmax_x < (int64_t{1} << 15)) {
-      for (uint32_t ks = 0; ks < 32 && ls.small_magic == 0; ++ks) {
+      // ks = 15 + ceil(log2 step) is exact for every v < 2^15 (Granlund-Montgomery); verified.
+      uint32_t l2 = 0;
+      while ((int64_t{1} << l2) < st) ++l2;
+      for (uint32_t ks = 15 + l2; ks < 32 && ls.small_magic == 0; ++ks) {
         const uint64_t mg = ((uint64_t{1} << ks) + static_cast<uint64_t>(st) - 1) / static_cast<uint64_t>(st);
         if (mg == 0 || mg * static_cast<uint64_t>(vmax_x) >= (uint64_t{1} << 32)) continue;
         bool exact = true;
@@ -359,20 +362,28 @@ std::unique_ptr<NoiseMvmKernel> NoiseMvmKernel::make(std::span<const int16_t> ce
       k->nibble_column_ += size_t{k->row_groups_[g]} * 16;
     }
   }
+  // (Rows of cells are contiguous over n: the four rows of a group are read once per (g, s, r)
+  // for every column; entry pat = entry (pat without its top bit) + that bit's row.)
   k->nibbles_.assign(k->nibble_column_ * N, 0);
-  for (size_t n = 0; n < N; ++n)
-    for (size_t g = 0; g < G; ++g)
-      for (size_t s = 0; s < S; ++s) {
-        uint8_t* t = k->nibbles_.data() + n * k->nibble_column_ + k->nibble_offset_[g * S + s];
-        for (uint32_t r = 0; r < k->row_groups_[g]; ++r)
-          for (uint32_t pat = 0; pat < 16; ++pat) {
-            int32_t sum = 0;
-            for (uint32_t j = 0; j < 4; ++j) {
-              const uint32_t row = tiles[g].row_begin + 4 * r + j;
-              if ((pat >> j) & 1u && row < tiles[g].row_end) sum += cells[(size_t{row} * S + s) * N + n];
-            }
-            t[size_t{r} * 16 + pat] = static_cast<uint8_t>(sum);
+  for (size_t g = 0; g < G; ++g)
+    for (size_t s = 0; s < S; ++s)
+      for (uint32_t r = 0; r < k->row_groups_[g]; ++r) {
+        const int16_t* rowp[4] = {nullptr, nullptr, nullptr, nullptr};
+        for (uint32_t j = 0; j < 4; ++j) {
+          const uint32_t row = tiles[g].row_begin + 4 * r + j;
+          if (row < tiles[g].row_end) rowp[j] = cells.data() + (size_t{row} * S + s) * N;
+        }
+        uint8_t* t0 = k->nibbles_.data() + k->nibble_offset_[g * S + s] + size_t{r} * 16;
+        for (size_t n = 0; n < N; ++n) {
+          uint8_t c[4];
+          for (uint32_t j = 0; j < 4; ++j) c[j] = rowp[j] ? static_cast<uint8_t>(rowp[j][n]) : uint8_t{0};
+          uint8_t* t = t0 + n * k->nibble_column_;
+          t[0] = 0;
+          for (uint32_t pat = 1; pat < 16; ++pat) {
+            const uint32_t top = 31u - static_cast<uint32_t>(std::countl_zero(pat));
+            t[pat] = static_cast<uint8_t>(t[pat & ~(1u << top)] + c[top]);
           }
+        }
       }
   k->flush_ = std::max<uint32_t>(1, 255 / std::max<uint32_t>(1, 4 * static_cast<uint32_t>(max_level)));
   return k;

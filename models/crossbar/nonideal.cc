@@ -405,15 +405,17 @@ NonidealCrossbar::NonidealCrossbar(const ProgrammedCrossbar& ideal, std::span<co
 int64_t NonidealCrossbar::psum_bound(uint32_t max_group_value) const {
   int64_t best = 0;
   const size_t width = size_t{n_slices_} * n_cols_;
+  std::vector<int64_t> pos(width), neg(width);  // per (s, n): sums of the positive / negative cells
   for (const auto& t : tiles_) {
-    for (size_t i = 0; i < width; ++i) {
-      int64_t pos = 0, neg = 0;
-      for (uint32_t k = t.row_begin; k < t.row_end; ++k) {
+    std::fill(pos.begin(), pos.end(), 0);
+    std::fill(neg.begin(), neg.end(), 0);
+    for (uint32_t k = t.row_begin; k < t.row_end; ++k)  // (rows are contiguous over (s, n))
+      for (size_t i = 0; i < width; ++i) {
         const int64_t c = integer_ ? levels_[k * width + i] : fx_[k * width + i];
-        (c > 0 ? pos : neg) += c;
+        (c > 0 ? pos[i] : neg[i]) += c;
       }
-      best = std::max({best, pos * max_group_value, -neg * int64_t{max_group_value}});
-    }
+    for (size_t i = 0; i < width; ++i)
+      best = std::max({best, pos[i] * max_group_value, -neg[i] * int64_t{max_group_value}});
   }
   return best;
 }
