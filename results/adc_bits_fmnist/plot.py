@@ -24,6 +24,11 @@ def main():
     rows = list(csv.DictReader(open(os.path.join(HERE, "data", "sweep.csv"))))
     for r in rows:
         r["model"] = os.path.basename(r["graph"])[:-len(".imcg")]
+        # (columns named by the short keys in the committed data; by their JSON pointers when re-run)
+        for short, pointer in (("graph.adc_bits", "/adc/layer_bits_override"),
+                               ("graph.adc_method", "/adc/override_references")):
+            if short not in r:
+                r[short] = r[pointer]
         r["bits"] = int(r["graph.adc_bits"])
         for k in ("accuracy_top1", "energy_pj", "energy_adc_pj", "latency_ns", "images"):
             r[k] = float(r[k])

@@ -21,6 +21,7 @@
 
 #include "sim/app/commands.h"
 #include "sim/config/arch_config.h"
+#include "sim/engine/adc_override.h"
 #include "sim/graph/graph_loader.h"
 #include "sim/mapping/mapping.h"
 #include "sim/report/report.h"
@@ -36,8 +37,9 @@ namespace {
 
 constexpr const char* kSweepSummary =
     "Runs one 'imcsim run' per point of a design space: arch-config keys (JSON pointers such as\n"
-    "/adc/bits or dotted adc.bits), graph variants (graph.adc_bits with graph.adc_method =\n"
-    "rescale or a calibration method), the graph file (graph) and run options (run.execution,\n"
+    "/adc/bits or dotted adc.bits; graph.adc_bits, graph.adc_method = rescale or a calibration\n"
+    "method and graph.calib_images are short for /adc/layer_bits_override, /adc/override_references\n"
+    "and /adc/override_calibration_images), the graph file (graph) and run options (run.execution,\n"
     "run.timing, ...), as a grid or seeded random samples, -j points at a time. Each point's\n"
     "report goes to OUT/points/<key>/report.json (atomically); a restarted sweep skips the points\n"
     "that have one. Results: OUT/sweep.csv and OUT/sweep.json, one row per point with accuracy,\n"
@@ -95,7 +97,7 @@ std::string settings_text(const sweep::Point& p) {
 }
 
 // Every point must be runnable before anything runs: its config (with the settings applied)
-// valid, its graph loadable, the graph variant applicable (rescale) and the mapping possible.
+// valid, its graph loadable, the ADC override applicable (rescale) and the mapping possible.
 void validate_points(const sweep::SweepSpec& spec, const std::vector<sweep::Point>& points) {
   std::map<std::string, graph::Graph> graphs;
   for (const auto& p : points) {
@@ -107,13 +109,12 @@ void validate_points(const sweep::SweepSpec& spec, const std::vector<sweep::Poin
         throw sweep::SpecError(fmt::format("{}: a shape_only graph has no weights: sweep it with images 0 (timing only)",
                                            p.graph));
       const auto arch = sweep::load_arch_config_with(spec.arch, p.settings);
-      const auto variant = sweep::graph_variant(p.settings);
-      if (variant.active() && variant.method == "rescale") {
-        const auto v = sweep::apply_graph_variant(g, variant, spec.dataset_dir, 1);
-        mapping::map_graph(v, mapping::ArrayGeometry::from(arch));
-      } else {
+      // The ADC override when it needs no data (rescale): refused on a non-linear ADC here.
+      if (arch.adc.layer_bits_override != 0 && arch.adc.override_references == "rescale")
+        mapping::map_graph(engine::apply_adc_override(g, arch.adc, spec.arch, spec.dataset_dir, 1).graph,
+                           mapping::ArrayGeometry::from(arch));
+      else
         mapping::map_graph(g, mapping::ArrayGeometry::from(arch));
-      }
     } catch (const std::exception& e) {
       throw std::runtime_error(fmt::format("point {} ({}): {}", p.index, settings_text(p), e.what()));
     }

@@ -178,8 +178,9 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
        "dataset images) and checks every node output against the functional engine; exit 1 on a mismatch")
       ("set", po::value<std::vector<std::string>>()->composing(),
        "KEY=VALUE (repeatable): an arch-config key (JSON pointer /adc/bits, or adc.bits) applied before the "
-       "config is validated, or a graph variant: graph.adc_bits=N with graph.adc_method=rescale|<calibration "
-       "method> and graph.calib_images=N (docs/sweep.md)")
+       "config is validated; graph.adc_bits=N, graph.adc_method=rescale|<calibration method> and "
+       "graph.calib_images=N are short names of /adc/layer_bits_override, /adc/override_references and "
+       "/adc/override_calibration_images (docs/sweep.md)")
       ("quiet,q", "no progress bar and no text summary");
   const auto vm = parse("run", desc, args);
   if (wants_help(vm, "run", desc,
@@ -225,16 +226,12 @@ int cmd_run(const std::vector<std::string>& args, const std::string& command_lin
   if (vm.count("set"))
     for (const auto& s : vm["set"].as<std::vector<std::string>>()) settings.push_back(sweep::parse_setting(s, "--set", false));
   const config::ArchConfig arch = sweep::load_arch_config_with(arch_file, settings);
-  const auto variant = sweep::graph_variant(settings);
   unsigned threads = vm["threads"].as<unsigned>();
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  if (variant.active() && !quiet)
-    fmt::print(stderr, "imcsim run: graph variant: ADC at {} bits, references by {}\n", variant.adc_bits, variant.method);
-  // The arch config's adc.layer_bits_override (sweeps) applies on top: the simulated graph may
-  // differ from the file's, and the report's adc_override section says how.
+  // The arch config's adc.layer_bits_override (sweeps; --set graph.adc_bits): the simulated graph
+  // may differ from the file's, and the report's adc_override section says how.
   const engine::AdcOverride adc_override = engine::apply_adc_override(
-      sweep::apply_graph_variant(graph::load_graph(graph_file), variant, vm["dataset-dir"].as<std::string>(), threads),
-      arch.adc, arch_file, vm["dataset-dir"].as<std::string>(), threads);
+      graph::load_graph(graph_file), arch.adc, arch_file, vm["dataset-dir"].as<std::string>(), threads);
   const graph::Graph& graph = adc_override.graph;
   mapping::Mapping mapping = mapping::map_graph(graph, mapping::ArrayGeometry::from(arch));
   const std::string replication = vm["replication"].as<std::string>();

@@ -42,6 +42,7 @@ AdcOverride apply_adc_override(const graph::Graph& g, const config::AdcConfig& a
             arch_file, g.nodes[i].name, i, g.source_file, bits));
     }
     out.graph = calibration::with_adc_bits(g, bits);
+    out.graph.name = fmt::format("{}_adc{}b_rescale", g.name, bits);
   } else {
     const auto method = kernels::parse_calib_method(adc.override_references);
     if (!method)  // the config loader already rejects this; keep the engine safe on its own
@@ -58,6 +59,8 @@ AdcOverride apply_adc_override(const graph::Graph& g, const config::AdcConfig& a
     calibration::record_provenance(result.graph, result, options,
                                    fmt::format("{} adc.layer_bits_override = {}", arch_file, bits), source);
     out.graph = std::move(result.graph);
+    out.graph.name = fmt::format("{}_calib_{}_{}b", g.name, adc.override_references, bits);
+    out.graph.source_file = g.source_file;
     rep["calibration_images"] = images;
     rep["calibration_source"] = source;
   }

@@ -5,9 +5,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "models/adc/calibration.h"
-#include "sim/data/idx_dataset.h"
-#include "sim/engine/calibration.h"
 
 namespace imcsim::sweep {
 
@@ -15,12 +12,17 @@ using json = nlohmann::json;
 
 namespace {
 
-const char* const kGraphVariantKeys[] = {"graph.adc_bits", "graph.adc_method", "graph.calib_images"};
+// Short names of the arch config's ADC-resolution override (docs/arch_config.md: every IMC
+// layer's ADC at N bits, references re-derived): the same keys, not a second mechanism.
+const std::pair<const char*, const char*> kAdcAliases[] = {
+    {"graph.adc_bits", "/adc/layer_bits_override"},
+    {"graph.adc_method", "/adc/override_references"},
+    {"graph.calib_images", "/adc/override_calibration_images"}};
 const char* const kRunKeys[] = {"run.execution", "run.timing", "run.replication", "run.stream_images", "run.seed"};
 
 std::string known_sweep_keys() {
   std::string s = "graph";
-  for (const char* k : kGraphVariantKeys) s += std::string(", ") + k;
+  for (const auto& [alias, pointer] : kAdcAliases) s += std::string(", ") + alias;
   for (const char* k : kRunKeys) s += std::string(", ") + k;
   return s;
 }
@@ -29,9 +31,10 @@ std::string known_sweep_keys() {
 
 std::string canonical_key(const std::string& key, bool allow_sweep_keys) {
   if (key.empty()) throw SpecError("empty key (expected a JSON pointer such as /adc/bits, or adc.bits)");
+  for (const auto& [alias, pointer] : kAdcAliases)
+    if (key == alias) return pointer;
   if (key == "graph" || key.rfind("graph.", 0) == 0 || key.rfind("run.", 0) == 0) {
     bool known = false;
-    for (const char* k : kGraphVariantKeys) known = known || key == k;
     if (allow_sweep_keys) {
       known = known || key == "graph";
       for (const char* k : kRunKeys) known = known || key == k;
@@ -68,7 +71,6 @@ std::string canonical_key(const std::string& key, bool allow_sweep_keys) {
 
 KeyKind key_kind(const std::string& k) {
   if (k == "graph") return KeyKind::kGraphFile;
-  if (k.rfind("graph.", 0) == 0) return KeyKind::kGraphVariant;
   if (k.rfind("run.", 0) == 0) return KeyKind::kRunOption;
   return KeyKind::kArch;
 }
@@ -145,69 +147,11 @@ config::ArchConfig load_arch_config_with(const std::filesystem::path& file, cons
   return c;
 }
 
-GraphVariant graph_variant(const std::vector<Setting>& settings) {
-  GraphVariant v;
-  bool method_set = false, images_set = false;
-  for (const auto& s : settings) {
-    if (s.key == "graph.adc_bits") {
-      if (!s.value.is_number_integer() || s.value.get<int64_t>() < 1 || s.value.get<int64_t>() > 16)
-        throw SpecError(fmt::format("graph.adc_bits: expected an integer in [1, 16], got {}", s.value.dump()));
-      v.adc_bits = s.value.get<uint32_t>();
-    } else if (s.key == "graph.adc_method") {
-      const std::string m = s.value.is_string() ? s.value.get<std::string>() : s.value.dump();
-      if (m != "rescale" && !kernels::parse_calib_method(m))
-        throw SpecError(fmt::format("graph.adc_method: unknown method '{}' (expected rescale or one of {})", m,
-                                    kernels::calib_method_list()));
-      v.method = m;
-      method_set = true;
-    } else if (s.key == "graph.calib_images") {
-      if (!s.value.is_number_integer() || s.value.get<int64_t>() < 1)
-        throw SpecError(fmt::format("graph.calib_images: expected an integer >= 1, got {}", s.value.dump()));
-      v.calib_images = s.value.get<uint64_t>();
-      images_set = true;
-    }
-  }
-  if ((method_set || images_set) && !v.active())
-    throw SpecError(fmt::format("{}: needs graph.adc_bits (the resolution to re-derive the references at)",
-                                method_set ? "graph.adc_method" : "graph.calib_images"));
-  return v;
-}
-
-graph::Graph apply_graph_variant(const graph::Graph& g, const GraphVariant& v, const std::string& dataset_dir,
-                                 unsigned threads) {
-  if (!v.active()) return g;
-  if (v.method == "rescale") {
-    graph::Graph out = calibration::with_adc_bits(g, v.adc_bits);
-    out.name = fmt::format("{}_adc{}b_rescale", g.name, v.adc_bits);
-    return out;
-  }
-  if (g.shape_only)
-    throw SpecError(fmt::format("{}: graph.adc_method {}: a shape_only graph has no weights to calibrate with "
-                                "(use graph.adc_method=rescale)", g.source_file, v.method));
-  calibration::Options opt;
-  opt.methods = {*kernels::parse_calib_method(v.method)};
-  opt.bits = v.adc_bits;
-  opt.threads = threads;
-  calibration::check_options(opt);
-  const auto dataset = data::read_fashion_mnist(dataset_dir, true);
-  if (v.calib_images > dataset.count)
-    throw SpecError(fmt::format("graph.calib_images: must be at most the {} training images of {}, got {}",
-                                dataset.count, dataset.images_file, v.calib_images));
-  const auto& shape = g.input.shape.dims;
-  if (shape[0] != 1 || shape[1] != dataset.rows || shape[2] != dataset.cols)
-    throw std::runtime_error(fmt::format("{}: graph input shape [{}, {}, {}] does not match the dataset's 1x{}x{} "
-                                         "images ({})", g.source_file, shape[0], shape[1], shape[2], dataset.rows,
-                                         dataset.cols, dataset.images_file));
-  auto result = calibration::calibrate(g, dataset.pixels, v.calib_images, opt);
-  const std::string source =
-      fmt::format("first {} images of the training set ({})", v.calib_images, dataset.images_file);
-  calibration::record_provenance(result.graph, result, opt,
-                                 fmt::format("--set graph.adc_bits={} --set graph.adc_method={} "
-                                             "--set graph.calib_images={}", v.adc_bits, v.method, v.calib_images),
-                                 source);
-  result.graph.name = fmt::format("{}_calib_{}_{}b", g.name, v.method, v.adc_bits);
-  result.graph.source_file = g.source_file;
-  return result.graph;
+bool recalibrates_references(const std::vector<Setting>& settings) {
+  for (const auto& s : settings)
+    if (s.key == "/adc/override_references" && !(s.value.is_string() && s.value.get<std::string>() == "rescale"))
+      return true;
+  return false;
 }
 
 }  // namespace imcsim::sweep

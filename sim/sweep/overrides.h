@@ -3,10 +3,10 @@
 //   - an architecture-config key: a JSON pointer into the arch config ("/adc/bits"), or the same
 //     path dotted ("adc.bits"); applied to the config's JSON BEFORE its two-layer validation,
 //     so an unknown key or a bad value is reported by the config parser naming the key;
-//   - a graph variant: "graph.adc_bits" (every IMC layer's ADC at N bits, references re-derived)
-//     with "graph.adc_method" (how: "rescale" = keep each linear ADC's full-scale range,
-//     calibration::with_adc_bits; or a calibration method of `imcsim calibrate`, fitted on the
-//     first "graph.calib_images" training images, default 512);
+//     "graph.adc_bits", "graph.adc_method" and "graph.calib_images" are short names of the ADC-
+//     resolution override /adc/layer_bits_override, /adc/override_references and
+//     /adc/override_calibration_images (every IMC layer's ADC at N bits, references re-derived by
+//     "rescale" or a calibration method; engine::apply_adc_override);
 //   - sweep-only keys ("graph" = the graph file, "run.*" = run options), see sim/sweep/sweep.h.
 // No SystemC here.
 #pragma once
@@ -28,7 +28,7 @@ struct SpecError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class KeyKind { kArch, kGraphVariant, kGraphFile, kRunOption };
+enum class KeyKind { kArch, kGraphFile, kRunOption };
 
 struct Setting {
   std::string key;      // canonical: arch keys as JSON pointers ("/adc/bits"), others as named
@@ -63,20 +63,8 @@ void apply_arch_settings(nlohmann::json& arch_json, const std::vector<Setting>& 
 // ("FILE (with --set KEY=V ...)") and the JSON pointer of the offending key.
 config::ArchConfig load_arch_config_with(const std::filesystem::path& file, const std::vector<Setting>& settings);
 
-// The graph-variant settings, checked (graph.adc_bits in 1..16, a known graph.adc_method,
-// graph.calib_images >= 1; graph.adc_method / graph.calib_images need graph.adc_bits).
-struct GraphVariant {
-  uint32_t adc_bits = 0;               // 0 = the graph as it is
-  std::string method = "rescale";      // "rescale" or a calibration method name
-  uint64_t calib_images = 512;
-  bool active() const { return adc_bits != 0; }
-};
-GraphVariant graph_variant(const std::vector<Setting>& settings);
-
-// The graph with the variant applied (returns `g` unchanged if the variant is inactive).
-// Calibration methods read the Fashion-MNIST training set from `dataset_dir`. `threads` as
-// calibration::Options::threads. Throws (SpecError / std::invalid_argument naming the node).
-graph::Graph apply_graph_variant(const graph::Graph& g, const GraphVariant& variant, const std::string& dataset_dir,
-                                 unsigned threads);
+// Whether the settings have the ADC override re-calibrate references on training images
+// (/adc/override_references set to a calibration method): the run then reads the dataset.
+bool recalibrates_references(const std::vector<Setting>& settings);
 
 }  // namespace imcsim::sweep

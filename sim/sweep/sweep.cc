@@ -430,7 +430,7 @@ json point_identity(const SweepSpec& spec, const std::vector<Setting>& settings,
   json set = json::object();
   for (const auto& s : settings)
     if (s.key != "graph") set[s.key] = s.value;
-  const bool uses_dataset = spec.images != 0 || graph_variant(settings).method != "rescale";
+  const bool uses_dataset = spec.images != 0 || recalibrates_references(settings);
   return {{"key_format", kKeyFormat},
           {"graph", graph},
           {"graph_fnv1a64", fmt::format("{:016x}", graph_hash)},
@@ -495,7 +495,6 @@ std::vector<Point> enumerate_points(const SweepSpec& spec) {
     p.graph = spec.graph;
     for (const auto& s : settings)
       if (s.key == "graph") p.graph = s.value.get<std::string>();
-    graph_variant(settings);  // checks graph.* values
     auto it = graph_hashes.find(p.graph);
     if (it == graph_hashes.end()) it = graph_hashes.emplace(p.graph, file_fnv1a64(p.graph)).first;
     p.key = point_key(point_identity(spec, settings, p.graph, it->second, arch_hash));
@@ -570,7 +569,6 @@ std::vector<std::string> run_args(const SweepSpec& spec, const Point& point) {
   for (const auto& s : point.settings) {
     switch (key_kind(s.key)) {
       case KeyKind::kArch:
-      case KeyKind::kGraphVariant:
         a.push_back("--set");
         a.push_back(s.key + "=" + setting_arg_value(s.value));
         break;
@@ -590,7 +588,7 @@ std::vector<std::string> run_args(const SweepSpec& spec, const Point& point) {
     a.push_back(std::to_string(spec.images));
   }
   if (spec.dataset_dir != "/usr/share/datasets/fashion-mnist" &&
-      (spec.images != 0 || graph_variant(point.settings).method != "rescale")) {
+      (spec.images != 0 || recalibrates_references(point.settings))) {
     a.push_back("--dataset-dir");
     a.push_back(spec.dataset_dir);
   }

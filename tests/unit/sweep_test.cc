@@ -145,7 +145,10 @@ TEST(SweepSpec, CommandLineAxes) {
 TEST(SweepSpec, KeysAndValues) {
   EXPECT_EQ(canonical_key("adc.bits", false), "/adc/bits");
   EXPECT_EQ(canonical_key("/components/adc/energy_pj", false), "/components/adc/energy_pj");
-  EXPECT_EQ(canonical_key("graph.adc_bits", false), "graph.adc_bits");
+  // Short names of the arch config's ADC-resolution override.
+  EXPECT_EQ(canonical_key("graph.adc_bits", false), "/adc/layer_bits_override");
+  EXPECT_EQ(canonical_key("graph.adc_method", true), "/adc/override_references");
+  EXPECT_EQ(canonical_key("graph.calib_images", false), "/adc/override_calibration_images");
   EXPECT_EQ(canonical_key("run.execution", true), "run.execution");
   EXPECT_EQ(parse_value("3"), json(3));
   EXPECT_EQ(parse_value("2.5"), json(2.5));
@@ -196,12 +199,15 @@ TEST(SweepSpec, ErrorsNameTheField) {
   EXPECT_EQ(error_of([] { parse_setting("run.execution=layer", "--set", false); }),
             "--set run.execution: unknown key (expected an arch-config JSON pointer or one of: graph.adc_bits, "
             "graph.adc_method, graph.calib_images)");
-  EXPECT_EQ(error_of([] { graph_variant({{"graph.adc_bits", 17}}); }),
-            "graph.adc_bits: expected an integer in [1, 16], got 17");
-  EXPECT_EQ(error_of([] { graph_variant({{"graph.adc_method", "bs-kmq"}}); }),
-            "graph.adc_method: needs graph.adc_bits (the resolution to re-derive the references at)");
-  EXPECT_EQ(error_of([] { graph_variant({{"graph.adc_bits", 4}, {"graph.adc_method", "magic"}}); }).substr(0, 53),
-            "graph.adc_method: unknown method 'magic' (expected re");
+  // The ADC override's values are checked by the config's validation, naming the key.
+  const fs::path arch = kSourceDir / "arch_configs" / "default.json";
+  const std::string set_error =
+      error_of([&] { load_arch_config_with(arch, {{canonical_key("graph.adc_bits", false), 17}}); });
+  EXPECT_NE(set_error.find("/adc/layer_bits_override"), std::string::npos) << set_error;
+  const std::string method_error = error_of([&] {
+    load_arch_config_with(arch, {{"/adc/layer_bits_override", 4}, {canonical_key("graph.adc_method", false), "magic"}});
+  });
+  EXPECT_NE(method_error.find("/adc/override_references"), std::string::npos) << method_error;
 }
 
 TEST(SweepSpec, ShardErrors) {
@@ -226,8 +232,9 @@ TEST(SweepSpec, ShardErrors) {
 
 TEST(SweepOverrides, AppliedBeforeValidation) {
   const fs::path arch = kSourceDir / "arch_configs" / "default.json";
-  const auto c = load_arch_config_with(arch, {{"/adc/bits", 6}, {"/array/rows", 256}, {"graph.adc_bits", 4}});
+  const auto c = load_arch_config_with(arch, {{"/adc/bits", 6}, {"/array/rows", 256}, {"/adc/layer_bits_override", 4}});
   EXPECT_EQ(c.adc.bits, 6u);
+  EXPECT_EQ(c.adc.layer_bits_override, 4u);
   EXPECT_EQ(c.array.rows, 256u);
   EXPECT_EQ(c.array.cols, 128u);
   // The validation layer sees the overridden value and names the key.
@@ -456,7 +463,7 @@ TEST(SweepCli, RunSetOverridesAndErrors) {
             "of: kind, bits, columns_per_adc, conversion_cycles, layer_bits_override, override_references, override_calibration_images); did you mean \"bits\"?\n");
   EXPECT_EQ(sh(imcsim() + " run --timing-only -q --set adcbits --out " + dir.string() + "/x", &out), 1);
   EXPECT_EQ(out, "imcsim: error: --set 'adcbits': expected KEY=VALUE (e.g. /adc/bits=4)\n");
-  // Graph variant: every linear ADC re-derived at 6 bits (full-scale kept).
+  // The ADC override by its short name: every linear ADC re-derived at 6 bits (full-scale kept).
   ASSERT_EQ(sh(imcsim() + " run --timing-only -q --set graph.adc_bits=6 --out " + dir.string() + "/v", &out), 0) << out;
   const json v = json::parse(read_file(dir / "v" / "report.json"));
   int rescaled = 0;
@@ -468,7 +475,7 @@ TEST(SweepCli, RunSetOverridesAndErrors) {
   }
   EXPECT_EQ(rescaled, 4);
   EXPECT_EQ(v["graph"]["name"], "fmnist_cnn_adc6b_rescale");
-  // Calibrated variant (tiny): Lloyd-Max references at 4 bits from 16 training images.
+  // Re-calibrated (tiny): Lloyd-Max references at 4 bits from 16 training images.
   ASSERT_EQ(sh(imcsim() + " run -q --images 20 --set graph.adc_bits=4 --set graph.adc_method=lloyd-max "
                           "--set graph.calib_images=16 --out " + dir.string() + "/c", &out), 0) << out;
   const json c = json::parse(read_file(dir / "c" / "report.json"));
@@ -485,7 +492,10 @@ TEST(SweepCli, RunSetOverridesAndErrors) {
   // A non-linear graph cannot be rescaled: the error names the node.
   EXPECT_EQ(sh(imcsim() + " run --timing-only -q --graph workloads/fmnist_cnn/fmnist_cnn_adc4_nl.imcg "
                           "--set graph.adc_bits=6 --out " + dir.string() + "/n", &out), 1);
-  EXPECT_NE(out.find("fmnist_cnn_adc4_nl.imcg: node '"), std::string::npos) << out;
+  EXPECT_NE(out.find("/adc/override_references: \"rescale\" cannot re-derive the non-linear ADC of node 'conv1' (#0) "
+                     "of workloads/fmnist_cnn/fmnist_cnn_adc4_nl.imcg at 6 bits"),
+            std::string::npos)
+      << out;
 }
 
 TEST(SweepCli, BadSpecsGiveOneLineErrors) {
