@@ -9,6 +9,8 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+
+#include "models/crossbar/nibble_simd.h"
 #define IMCSIM_NOISE_X86 1
 #endif
 
@@ -32,7 +34,6 @@ void irwin_hall_scalar(uint64_t key, uint64_t first, size_t count, uint16_t* out
 }
 
 #if IMCSIM_NOISE_X86
-#define IMCSIM_AVX2_INLINE [[gnu::always_inline, gnu::target("avx2")]] inline
 
 // z * C mod 2^64 in each 64-bit lane; c = C in every lane, cswap = C with its 32-bit halves
 // swapped. lo(z) lo(C) is a full 32x32 -> 64 product; the cross terms lo(z) hi(C) + hi(z) lo(C)
@@ -430,73 +431,13 @@ IMCSIM_AVX2_INLINE __m256i noise4(__m256i s, __m256i exp52, __m256d bias, __m256
 }
 
 // Partial sums of kNS consecutive slices (tables tab + i * stride) for the 64 lanes of a chunk's
-// tile (input nibbles ig[r][64]): w[i][0..3] = 16-bit sums in slot order. The input nibbles are
-// loaded once per row group for every slice; bytes are widened every `flush` row groups.
-template <int kNS>
+// tile (input nibbles ig[r][64]): w[i][0..3] = 16-bit sums in slot order (nibble_simd.h).
+template <uint32_t kNS>
 IMCSIM_AVX2_INLINE void psums_slices(const uint8_t* tab, size_t stride, const uint8_t* ig, uint32_t RG, uint32_t flush,
                                      __m256i (*w)[4]) {
-  const __m256i zero = _mm256_setzero_si256();
-  for (int i = 0; i < kNS; ++i) w[i][0] = w[i][1] = w[i][2] = w[i][3] = zero;
-  for (uint32_t r0 = 0; r0 < RG; r0 += flush) {
-    const uint32_t r1 = std::min(RG, r0 + flush);
-    __m256i a[kNS][2];
-    for (int i = 0; i < kNS; ++i) a[i][0] = a[i][1] = zero;
-    for (uint32_t r = r0; r < r1; ++r) {
-      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64));
-      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64 + 32));
-#pragma GCC unroll 4
-      for (int i = 0; i < kNS; ++i) {
-        const __m256i tb = _mm256_broadcastsi128_si256(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(tab + i * stride + size_t{r} * 16)));
-        a[i][0] = _mm256_add_epi8(a[i][0], _mm256_shuffle_epi8(tb, x0));
-        a[i][1] = _mm256_add_epi8(a[i][1], _mm256_shuffle_epi8(tb, x1));
-      }
-    }
-    for (int i = 0; i < kNS; ++i) {
-      w[i][0] = _mm256_add_epi16(w[i][0], _mm256_unpacklo_epi8(a[i][0], zero));
-      w[i][1] = _mm256_add_epi16(w[i][1], _mm256_unpackhi_epi8(a[i][0], zero));
-      w[i][2] = _mm256_add_epi16(w[i][2], _mm256_unpacklo_epi8(a[i][1], zero));
-      w[i][3] = _mm256_add_epi16(w[i][3], _mm256_unpackhi_epi8(a[i][1], zero));
-    }
-  }
-}
-
-// Four slices with named accumulators (GCC keeps an array of them in registers only with extra
-// register moves per row group).
-template <>
-IMCSIM_AVX2_INLINE void psums_slices<4>(const uint8_t* tab, size_t stride, const uint8_t* ig, uint32_t RG,
-                                        uint32_t flush, __m256i (*w)[4]) {
-  const __m256i zero = _mm256_setzero_si256();
-  for (int i = 0; i < 4; ++i) w[i][0] = w[i][1] = w[i][2] = w[i][3] = zero;
-  const uint8_t *t0 = tab, *t1 = tab + stride, *t2 = tab + 2 * stride, *t3 = tab + 3 * stride;
-  for (uint32_t r0 = 0; r0 < RG; r0 += flush) {
-    const uint32_t r1 = std::min(RG, r0 + flush);
-    __m256i a00 = zero, a01 = zero, a10 = zero, a11 = zero, a20 = zero, a21 = zero, a30 = zero, a31 = zero;
-    uint32_t r = r0;
-    do {
-      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64));
-      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ig + size_t{r} * 64 + 32));
-#define IMCSIM_NOISE_SLICE(T, A0, A1)                                                                         \
-  {                                                                                                           \
-    const __m256i tb = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(T + size_t{r} * 16))); \
-    A0 = _mm256_add_epi8(_mm256_shuffle_epi8(tb, x0), A0);                                                    \
-    A1 = _mm256_add_epi8(_mm256_shuffle_epi8(tb, x1), A1);                                                    \
-  }
-      IMCSIM_NOISE_SLICE(t0, a00, a01)
-      IMCSIM_NOISE_SLICE(t1, a10, a11)
-      IMCSIM_NOISE_SLICE(t2, a20, a21)
-      IMCSIM_NOISE_SLICE(t3, a30, a31)
-#undef IMCSIM_NOISE_SLICE
-      asm("" : "+x"(a00), "+x"(a01), "+x"(a10), "+x"(a11), "+x"(a20), "+x"(a21), "+x"(a30), "+x"(a31));
-    } while (++r < r1);
-    const __m256i a[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
-    for (int i = 0; i < 4; ++i) {
-      w[i][0] = _mm256_add_epi16(w[i][0], _mm256_unpacklo_epi8(a[i][0], zero));
-      w[i][1] = _mm256_add_epi16(w[i][1], _mm256_unpackhi_epi8(a[i][0], zero));
-      w[i][2] = _mm256_add_epi16(w[i][2], _mm256_unpacklo_epi8(a[i][1], zero));
-      w[i][3] = _mm256_add_epi16(w[i][3], _mm256_unpackhi_epi8(a[i][1], zero));
-    }
-  }
+  const uint8_t* tabs[kNS];
+  for (uint32_t i = 0; i < kNS; ++i) tabs[i] = tab + i * stride;
+  nibble::psums<kNS>(tabs, ig, RG, flush, w);
 }
 
 enum { kModeIdeal, kModeLinear, kModeTable, kModeLinearSmall };
