@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -426,6 +427,58 @@ FunctionalEngine::ImcShape FunctionalEngine::imc_shape(size_t node_index) const 
 
 namespace {
 
+// Splits output positions [0, P) into `threads` contiguous ranges and runs work(w, begin, end)
+// for each (on the calling thread when there is one). Results must not depend on the split.
+void for_position_ranges(unsigned threads, uint32_t P, const std::function<void(unsigned, uint32_t, uint32_t)>& work) {
+  const uint32_t per_thread = (P + threads - 1) / threads;
+  auto range = [&](unsigned w) {
+    const uint32_t begin = std::min(P, w * per_thread), end = std::min(P, begin + per_thread);
+    work(w, begin, end);
+  };
+  if (threads <= 1) return range(0);
+  std::vector<std::thread> pool;
+  for (unsigned w = 0; w < threads; ++w) pool.emplace_back(range, w);
+  for (auto& t : pool) t.join();
+}
+
+// One layer's event counts from its threads' shares.
+void add_layer_counters(ImcNodeCounters* counters, const std::vector<kernels::FastStats>& stats,
+                        const std::vector<uint64_t>& drives, uint64_t conversions) {
+  if (!counters) return;
+  counters->images += 1;
+  counters->adc_conversions += conversions;
+  for (size_t w = 0; w < stats.size(); ++w) {
+    counters->row_drives += drives[w];
+    counters->adc_saturations += stats[w].saturations;
+    counters->psum_min = std::min(counters->psum_min, stats[w].psum_min);
+    counters->psum_max = std::max(counters->psum_max, stats[w].psum_max);
+  }
+}
+
+// Output step of a batch of nb positions p0 .. p0 + nb - 1 (SEMANTICS steps 8-9): accumulators
+// acc[b][n] and input sums xsum[b] to codes (vectorised, bit-identical to kernels::requantize) or,
+// for a float output, to values.
+void write_outputs(const auto& plan, const Node& node, const kernels::OutputStep& step, const int64_t* acc,
+                   const int64_t* xsum, uint32_t p0, uint32_t nb, std::vector<int32_t>& out_codes,
+                   std::vector<double>& out_values, kernels::KernelPath path) {
+  const uint32_t N = plan.layer->cols_n(), P = plan.positions;
+  if (!node.output_quant.is_float())
+    return kernels::requantize_outputs(step, acc, xsum, nb, N, out_codes.data() + p0, P, path);
+  for (uint32_t b = 0; b < nb; ++b)
+    for (uint32_t n = 0; n < N; ++n) {
+      const int64_t a = acc[size_t{b} * N + n] + plan.column_correction_fx[n] - plan.offset_correction_fx * xsum[b];
+      out_values[size_t{n} * P + p0 + b] =
+          relu_if(static_cast<double>(a) * plan.multiplier[n] + plan.layer->bias[n], plan.layer->activation);
+    }
+}
+
+kernels::OutputStep output_step(const auto& plan, const Node& node) {
+  const ImcLayer& l = *plan.layer;
+  return {plan.column_correction_fx.data(), plan.offset_correction_fx,       plan.multiplier.data(),
+          l.bias.data(),                    l.activation == Activation::kRelu, node.output_quant.scale,
+          node.output_quant.zero_point,     node.output_quant.bits};
+}
+
 // The fused fast kernel (docs/fast_kernels.md): output positions in batches of kBatch, split
 // over `threads` threads; per batch the inputs are packed into bit planes, then partial sums,
 // ADC (packed lookup table) and shift-add run in one pass per (tile, slice). Same results and
@@ -433,29 +486,22 @@ namespace {
 void run_imc_fused(const FunctionalEngine::ImcShape& shape, const auto& plan, const Node& node,
                    std::span<const int32_t> in, std::vector<int32_t>& out_codes, std::vector<double>& out_values,
                    ImcNodeCounters* counters, const kernels::PackedAdcLut& lut, unsigned threads) {
-  const ImcLayer& l = *plan.layer;
   const kernels::BitPlaneCrossbar& fast = *plan.fast;
   const uint32_t N = shape.cols_n, G = shape.tiles, P = plan.positions;
-  const bool float_out = node.output_quant.is_float();
-  if (float_out) out_values.assign(size_t{N} * P, 0.0);
+  if (node.output_quant.is_float()) out_values.assign(size_t{N} * P, 0.0);
   else out_codes.assign(size_t{N} * P, 0);
   const uint32_t kBatch = fast.preferred_batch();
   const size_t words = fast.input_words();
   threads = std::max(1u, std::min<unsigned>(threads, P));
-  const uint32_t per_thread = (P + threads - 1) / threads;
   std::vector<kernels::FastStats> stats(threads);
   std::vector<uint64_t> drives(threads, 0);
   std::vector<int32_t> padded_buffer;
   const int32_t* padded = plan.padded_input(in, padded_buffer);
-  const kernels::OutputStep out_step{plan.column_correction_fx.data(), plan.offset_correction_fx,
-                                     plan.multiplier.data(),           l.bias.data(),
-                                     l.activation == Activation::kRelu, node.output_quant.scale,
-                                     node.output_quant.zero_point,     node.output_quant.bits};
-  auto work = [&](unsigned w) {
+  const kernels::OutputStep step = output_step(plan, node);
+  for_position_ranges(threads, P, [&](unsigned w, uint32_t begin, uint32_t end) {
     std::vector<uint64_t> u(kBatch * words);
     std::vector<uint32_t> nz(size_t{kBatch} * G);
     std::vector<int64_t> acc(size_t{kBatch} * N), xsum(kBatch);
-    const uint32_t begin = std::min(P, w * per_thread), end = std::min(P, begin + per_thread);
     for (uint32_t p0 = begin; p0 < end; p0 += kBatch) {
       const uint32_t nb = std::min(kBatch, end - p0);
       for (uint32_t b = 0; b < nb; ++b)
@@ -463,41 +509,10 @@ void run_imc_fused(const FunctionalEngine::ImcShape& shape, const auto& plan, co
                                         nz.data() + size_t{b} * G, &xsum[b]);
       std::fill(acc.begin(), acc.begin() + size_t{nb} * N, 0);
       fast.accumulate(u.data(), nz.data(), nb, lut, acc.data(), counters ? &stats[w] : nullptr);
-      if (!float_out) {
-        kernels::requantize_outputs(out_step, acc.data(), xsum.data(), nb, N, out_codes.data() + p0, P, fast.path());
-        continue;
-      }
-      for (uint32_t b = 0; b < nb; ++b) {
-        const uint32_t pos = p0 + b;
-        for (uint32_t n = 0; n < N; ++n) {
-          const int64_t a = acc[size_t{b} * N + n] + plan.column_correction_fx[n] - plan.offset_correction_fx * xsum[b];
-          const double y = relu_if(static_cast<double>(a) * plan.multiplier[n] + l.bias[n], l.activation);
-          const size_t o = size_t{n} * P + pos;
-          if (float_out) out_values[o] = y;
-          else
-            out_codes[o] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
-                                               node.output_quant.bits);
-        }
-      }
+      write_outputs(plan, node, step, acc.data(), xsum.data(), p0, nb, out_codes, out_values, fast.path());
     }
-  };
-  if (threads == 1) {
-    work(0);
-  } else {
-    std::vector<std::thread> pool;
-    for (unsigned w = 0; w < threads; ++w) pool.emplace_back(work, w);
-    for (auto& t : pool) t.join();
-  }
-  if (counters) {
-    counters->images += 1;
-    for (unsigned w = 0; w < threads; ++w) {
-      counters->row_drives += drives[w];
-      counters->adc_saturations += stats[w].saturations;
-      counters->psum_min = std::min(counters->psum_min, stats[w].psum_min);
-      counters->psum_max = std::max(counters->psum_max, stats[w].psum_max);
-    }
-    counters->adc_conversions += uint64_t{P} * G * shape.slices * shape.groups * N;
-  }
+  });
+  add_layer_counters(counters, stats, drives, uint64_t{P} * G * shape.slices * shape.groups * N);
 }
 
 // Shared state of one IMC layer evaluation: runs all positions of one image.
@@ -615,75 +630,47 @@ void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const No
   }
 }
 
-// The fused ADC-noise kernel (kernels::NoiseMvmKernel, docs/fast_kernels.md): output positions
-// in batches, split over `threads` threads as run_imc_fused; the same results and counters as
-// the row loop of run_imc_nonideal (the noise index of a conversion is canonical, so the split
-// does not matter).
+// The fused ADC-noise kernel (models/crossbar/noise_kernel.h, docs/fast_kernels.md): output
+// positions in batches, split over `threads` threads; per batch the A-shifted inputs are
+// gathered from the padded input, then partial sums, noise, analog ADC and shift-add run in one
+// pass. Same results and counters as run_imc_nonideal's row loop.
 void run_imc_noise_fused(const FunctionalEngine::ImcShape& shape, const auto& plan, const Node& node,
                          std::span<const int32_t> in, std::vector<int32_t>& out_codes,
                          std::vector<double>& out_values, ImcNodeCounters* counters, uint64_t image_key,
                          unsigned threads) {
-  const ImcLayer& l = *plan.layer;
   const kernels::NoiseMvmKernel& kern = *plan.nonideal->noise_kernel;
   const uint32_t K = shape.rows_k, N = shape.cols_n, P = plan.positions;
-  const bool float_out = node.output_quant.is_float();
-  if (float_out) out_values.assign(size_t{N} * P, 0.0);
+  if (node.output_quant.is_float()) out_values.assign(size_t{N} * P, 0.0);
   else out_codes.assign(size_t{N} * P, 0);
   const uint32_t kBatch = kern.preferred_batch();
   threads = std::max(1u, std::min<unsigned>(threads, P));
-  const uint32_t per_thread = (P + threads - 1) / threads;
   std::vector<kernels::FastStats> stats(threads);
   std::vector<uint64_t> drives(threads, 0);
-  auto work = [&](unsigned w) {
+  std::vector<int32_t> padded_buffer;
+  const int32_t* padded = plan.padded_input(in, padded_buffer);
+  const kernels::OutputStep step = output_step(plan, node);
+  const kernels::KernelPath path = plan.nonideal->noise_path;
+  for_position_ranges(threads, P, [&](unsigned w, uint32_t begin, uint32_t end) {
     std::vector<int32_t> xs(size_t{kBatch} * K);
     std::vector<int64_t> acc(size_t{kBatch} * N), xsum(kBatch);
-    const uint32_t begin = std::min(P, w * per_thread), end = std::min(P, begin + per_thread);
     for (uint32_t p0 = begin; p0 < end; p0 += kBatch) {
       const uint32_t nb = std::min(kBatch, end - p0);
       for (uint32_t b = 0; b < nb; ++b) {
-        const int32_t* gather = plan.gather.data() + size_t{p0 + b} * K;
+        const int32_t* src = padded + plan.pos_base[p0 + b];
         int32_t* x = xs.data() + size_t{b} * K;
         int64_t sum = 0;
         for (uint32_t k = 0; k < K; ++k) {
-          const int32_t v = gather[k] < 0 ? plan.input_zero_point : in[static_cast<size_t>(gather[k])];
-          x[k] = v - static_cast<int32_t>(l.ashift_offset);
+          x[k] = src[plan.row_offset[k]];
           sum += x[k];
         }
         xsum[b] = sum;
       }
       std::fill(acc.begin(), acc.begin() + size_t{nb} * N, 0);
       drives[w] += kern.run(xs.data(), nb, p0, image_key, acc.data(), counters ? &stats[w] : nullptr);
-      for (uint32_t b = 0; b < nb; ++b) {
-        const uint32_t pos = p0 + b;
-        for (uint32_t n = 0; n < N; ++n) {
-          const int64_t a = acc[size_t{b} * N + n] + plan.column_correction_fx[n] - plan.offset_correction_fx * xsum[b];
-          const double y = relu_if(static_cast<double>(a) * plan.multiplier[n] + l.bias[n], l.activation);
-          const size_t o = size_t{n} * P + pos;
-          if (float_out) out_values[o] = y;
-          else
-            out_codes[o] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
-                                               node.output_quant.bits);
-        }
-      }
+      write_outputs(plan, node, step, acc.data(), xsum.data(), p0, nb, out_codes, out_values, path);
     }
-  };
-  if (threads == 1) {
-    work(0);
-  } else {
-    std::vector<std::thread> pool;
-    for (unsigned w = 0; w < threads; ++w) pool.emplace_back(work, w);
-    for (auto& t : pool) t.join();
-  }
-  if (counters) {
-    counters->images += 1;
-    for (unsigned w = 0; w < threads; ++w) {
-      counters->row_drives += drives[w];
-      counters->adc_saturations += stats[w].saturations;
-      counters->psum_min = std::min(counters->psum_min, stats[w].psum_min);
-      counters->psum_max = std::max(counters->psum_max, stats[w].psum_max);
-    }
-    counters->adc_conversions += uint64_t{P} * shape.tiles * shape.slices * shape.groups * N;
-  }
+  });
+  add_layer_counters(counters, stats, drives, uint64_t{P} * shape.tiles * shape.slices * shape.groups * N);
 }
 
 // run_imc with analog non-idealities (docs/SEMANTICS.md step 5): the same lowering, groups and
@@ -706,6 +693,7 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
   if (ni.noise_kernel && !trace && !observer)
     return run_imc_noise_fused(shape, plan, node, in, out_codes, out_values, counters,
                                kernels::rng_extend(ni.noise_key, image_index), threads);
+  plan.ensure_gather();  // (the row loop reads the [P][K] table)
   const kernels::NonidealCrossbar& xbar = *ni.crossbar;
   const uint32_t K = shape.rows_k, N = shape.cols_n, S = shape.slices, T = shape.groups, G = shape.tiles;
   const uint32_t P = plan.positions;
@@ -929,7 +917,6 @@ InferenceResult FunctionalEngine::infer(std::span<const int32_t> input_codes, En
     std::vector<std::span<const int32_t>> ins;
     for (int id : node.inputs) ins.push_back(tensor(id));
     if (plans_[i] && plans_[i]->nonideal) {
-      plans_[i]->ensure_gather();  // (run_imc_nonideal's per-position paths read the table)
       run_imc_nonideal(imc_shape(i), *plans_[i], node, in, out, values,
                        counters ? &counters->per_node[i] : nullptr, traces ? &(*traces)[i] : nullptr, observer, i,
                        image_index, image_threads_);
