@@ -479,6 +479,34 @@ kernels::OutputStep output_step(const auto& plan, const Node& node) {
           node.output_quant.zero_point,     node.output_quant.bits};
 }
 
+// The per-position loops' last step for output position `pos`: corrections, scale, bias,
+// activation and requantisation of the column accumulators acc[n] (modified in place), and the
+// trace's digests of the position's partial sums, ADC codes and accumulators.
+void finish_position(const auto& plan, const Node& node, std::vector<int64_t>& acc, int64_t xsum, uint32_t pos,
+                     std::vector<int32_t>& out_codes, std::vector<double>& out_values, NodeTrace* trace,
+                     const std::vector<int64_t>& trace_psums, const std::vector<int64_t>& trace_codes) {
+  const ImcLayer& l = *plan.layer;
+  for (size_t n = 0; n < acc.size(); ++n) {
+    acc[n] += plan.column_correction_fx[n] - plan.offset_correction_fx * xsum;
+    const double y = relu_if(static_cast<double>(acc[n]) * plan.multiplier[n] + l.bias[n], l.activation);
+    const size_t o = n * plan.positions + pos;
+    if (node.output_quant.is_float()) out_values[o] = y;
+    else
+      out_codes[o] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
+                                         node.output_quant.bits);
+  }
+  if (trace) {
+    for (int64_t v : trace_psums) trace->psum.add(v);
+    for (int64_t v : trace_codes) trace->adc_code.add(v);
+    for (int64_t v : acc) trace->acc.add(v);
+    if (pos == 0) {
+      trace->psums_position0 = trace_psums;
+      trace->adc_codes_position0 = trace_codes;
+      trace->acc_position0 = acc;
+    }
+  }
+}
+
 // The fused fast kernel (docs/fast_kernels.md): output positions in batches of kBatch, split
 // over `threads` threads; per batch the inputs are packed into bit planes, then partial sums,
 // ADC (packed lookup table) and shift-add run in one pass per (tile, slice). Same results and
@@ -600,25 +628,7 @@ void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const No
         }
       }
     }
-    for (uint32_t n = 0; n < N; ++n) {
-      acc[n] += plan.column_correction_fx[n] - plan.offset_correction_fx * xsum;
-      const double y = relu_if(static_cast<double>(acc[n]) * plan.multiplier[n] + l.bias[n], l.activation);
-      const size_t o = size_t{n} * plan.positions + pos;
-      if (float_out) out_values[o] = y;
-      else
-        out_codes[o] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
-                                           node.output_quant.bits);
-    }
-    if (trace) {
-      for (int64_t v : trace_psums) trace->psum.add(v);
-      for (int64_t v : trace_codes) trace->adc_code.add(v);
-      for (int64_t v : acc) trace->acc.add(v);
-      if (pos == 0) {
-        trace->psums_position0 = trace_psums;
-        trace->adc_codes_position0 = trace_codes;
-        trace->acc_position0 = acc;
-      }
-    }
+    finish_position(plan, node, acc, xsum, pos, out_codes, out_values, trace, trace_psums, trace_codes);
   }
   if (counters) {
     counters->images += 1;
@@ -827,25 +837,7 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
           }
         }
       }
-      for (uint32_t n = 0; n < N; ++n) {
-        acc[n] += plan.column_correction_fx[n] - plan.offset_correction_fx * xsum;
-        const double y = relu_if(static_cast<double>(acc[n]) * plan.multiplier[n] + l.bias[n], l.activation);
-        const size_t o = size_t{n} * P + pos;
-        if (float_out) out_values[o] = y;
-        else
-          out_codes[o] = kernels::requantize(y, node.output_quant.scale, node.output_quant.zero_point,
-                                             node.output_quant.bits);
-      }
-      if (trace) {
-        for (int64_t v : trace_psums) trace->psum.add(v);
-        for (int64_t v : trace_codes) trace->adc_code.add(v);
-        for (int64_t v : acc) trace->acc.add(v);
-        if (pos == 0) {
-          trace->psums_position0 = trace_psums;
-          trace->adc_codes_position0 = trace_codes;
-          trace->acc_position0 = acc;
-        }
-      }
+      finish_position(plan, node, acc, xsum, pos, out_codes, out_values, trace, trace_psums, trace_codes);
     }
   };
   // Traces (ordered digests) and observers stay on one thread.
