@@ -52,14 +52,16 @@ IDEAL_ROW = "ideal-adc"
 IDEAL_ARGS = ["--method", "plain-qat", "--adc-kind", "ideal", "--adc-steps", "0"]
 # Per-model settings of the table (None = train_zoo's default). test_images: PyTorch and
 # imcsim (the contract check); imcsim_images: imcsim only (the table), 0 = test_images;
-# row_bits: rows run at these ADC bits only (a diagnosis, not a full row).
+# row_bits: rows run at these ADC bits only (a diagnosis, not a full row); steps_by_bits:
+# fine-tuning steps at these ADC bits instead of `steps` (ResNet-20: to fit the 2 shared cores).
 MODELS = {
     "lenet5": dict(title="LeNet-5", base="workloads/zoo/lenet5", steps=20, batch_size=32,
                    calib_images=None, test_images=1000, imcsim_images=0,
                    rows=["plain-qat", "raoq", "columnquant", "pim-qat", "bs-kmq",
                          "raoq-no-ashift"], row_bits={"raoq-no-ashift": (4, 6)}),
     "resnet20": dict(title="ResNet-20 (pre-activation, widths 8/16/32)",
-                     base="workloads/zoo/resnet20", steps=20, batch_size=32, calib_images=256,
+                     base="workloads/zoo/resnet20", steps=20, steps_by_bits={6: 10, 7: 10, 8: 10},
+                     batch_size=32, calib_images=256,
                      test_images=200, imcsim_images=2000,
                      rows=["plain-qat", "raoq", "columnquant", "pim-qat", "bs-kmq",
                            "raoq-no-ashift"], row_bits={"raoq-no-ashift": (4, 6)}),
@@ -69,11 +71,22 @@ MODELS = {
 def model_settings(model, args):
     """The model's table settings with the command line's overrides."""
     m = dict(MODELS[model])
+    m.setdefault("steps_by_bits", {})
+    m.setdefault("row_bits", {})
+    if args.steps is not None:
+        m["steps_by_bits"] = {}
     for k in ("steps", "batch_size", "calib_images", "test_images", "imcsim_images"):
         v = getattr(args, k, None)
         if v is not None:
             m[k] = v
     return m
+
+
+def steps_at(m, bits):
+    """Fine-tuning steps of a point at `bits` ("S" in the commands' listing: any bits)."""
+    if bits == "B" and m["steps_by_bits"]:
+        return "S"
+    return m["steps_by_bits"].get(bits, m["steps"])
 
 
 def point_args(model, row, bits, m, imcsim="build/imcsim"):
@@ -83,7 +96,7 @@ def point_args(model, row, bits, m, imcsim="build/imcsim"):
     else:
         method, extra = ROW_ARGS[row]
         a = ["--base", m["base"], "--method", method, "--adc-bits", str(bits),
-             "--adc-steps", str(m["steps"]), "--adc-batch-size", str(m["batch_size"])]
+             "--adc-steps", str(steps_at(m, bits)), "--adc-batch-size", str(m["batch_size"])]
     if m["calib_images"] is not None:
         a += ["--calib-images", str(m["calib_images"])]
     a += ["--test-images", str(m["test_images"])]
@@ -215,7 +228,11 @@ def model_section(model, m, runs):
     head = "| method | " + " | ".join(f"{b} b" for b in BITS) + " | min / point |"
     sep = "|---|" + "---|" * (len(BITS) + 1)
     f_n = base["test_images"]
-    lines = [head, sep,
+    steps_row = []
+    if m["steps_by_bits"]:
+        steps_row = ["| (fine-tuning steps) | " + " | ".join(str(steps_at(m, b)) for b in BITS)
+                     + " | |"]
+    lines = [head, sep] + steps_row + [
              f"| float (no quantisation; PyTorch, first {f_n} images) | " + " | ".join(
                  fmt(base["float_accuracy"]) for _ in BITS) + " | |"]
     if ideal is not None:
@@ -275,6 +292,9 @@ the two are equal, not the value):
     ideal_cmd = "/usr/bin/python3 scripts/train_zoo.py " + shlex.join(
         point_args(model, IDEAL_ROW, None, m) + ["--name", point_name(model, IDEAL_ROW, None)])
     calib = m["calib_images"] or 512
+    steps_txt = str(m["steps"]) if not m["steps_by_bits"] else (
+        f"{m['steps']} (S; " + ", ".join(f"{v} at {b} bits" for b, v in
+                                         sorted(m["steps_by_bits"].items())) + ")")
     more = (f"imcsim's accuracy on the first {n_sim} test images"
             if m["imcsim_images"] > m["test_images"] else
             f"the accuracy on the first {m['test_images']} test images")
@@ -295,7 +315,7 @@ point": mean wall time of a point on the shared 2-core machine).
 
 {chr(10).join(lines)}
 {sub_text}
-Base `{m['base']}` (`{base['command']}`). Every point: {m['steps']} fine-tuning steps of
+Base `{m['base']}` (`{base['command']}`). Every point: {steps_txt} fine-tuning steps of
 {m['batch_size']} images (lr {base['settings']['qat_adc']['lr']:g} from the base's settings,
 Adam, cosine), ADC calibration on the first {calib} training images.
 Contract: PyTorch's accuracy of the exported model (torch_imc in eval mode, exact) equals
@@ -303,7 +323,7 @@ Contract: PyTorch's accuracy of the exported model (torch_imc in eval mode, exac
 {len(checks) - len(bad)} / {len(checks)} points equal{"" if not bad else " — MISMATCH: " + ", ".join(bad)}.
 Mean wall time of a point {mean_min:.1f} min (per-phase timings in the run summaries).
 
-Commands of a point (B = ADC bits; `method_table.py --run` adds `--imcsim-threads 1` with
+Commands of a point (B = ADC bits, S = fine-tuning steps; `method_table.py --run` adds `--imcsim-threads 1` with
 `--jobs 2`, which does not change any number):
 
 ```
