@@ -47,6 +47,8 @@ ROW_ARGS = {
     "pim-qat": ("pim-qat", []),
     "bs-kmq": ("bs-kmq", []),
     "raoq-no-ashift": ("raoq", ["--no-ashift"]),
+    "raoq-ashift-only": ("raoq", ["--kurtosis-lambda", "0", "--bitaug-weight", "0",
+                                  "--lora-fraction", "0"]),
 }
 IDEAL_ROW = "ideal-adc"
 IDEAL_ARGS = ["--method", "plain-qat", "--adc-kind", "ideal", "--adc-steps", "0"]
@@ -64,7 +66,8 @@ MODELS = {
                      batch_size=32, calib_images=256,
                      test_images=200, imcsim_images=2000,
                      rows=["plain-qat", "raoq", "columnquant", "pim-qat", "bs-kmq",
-                           "raoq-no-ashift"], row_bits={"raoq-no-ashift": (4, 6)}),
+                           "raoq-no-ashift", "raoq-ashift-only"],
+                     row_bits={"raoq-no-ashift": (6,), "raoq-ashift-only": (6,)}),
 }
 
 
@@ -217,6 +220,7 @@ MAPPINGS = """| row | mapping and ADC |
 | pim-qat | bit-serial decomposition (1-bit DAC × 1-bit cells), rescaling, noise-aware training (σ 0.5 LSB), adjusted precision (trained at b − 1), BN calibration on simulated outputs (psum_scale, bias) |
 | bs-kmq | as plain-qat but a non-linear ADC (threshold table) per layer, BS-KMQ references (`imcsim calibrate --method bs-kmq` rule), fine-tuned with them |
 | raoq-no-ashift | raoq without A-shift (W-reshape, BitAug, ADC-LoRA only) |
+| raoq-ashift-only | raoq with A-shift only (no W-reshape, BitAug, ADC-LoRA): plain-qat + A-shift |
 | ideal-adc (base row) | the base model exported with an ideal ADC (exact partial sums), no fine-tuning |"""
 
 
