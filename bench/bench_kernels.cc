@@ -11,6 +11,7 @@
 
 #include <bit>
 #include <chrono>
+#include <optional>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -113,26 +114,32 @@ int main(int argc, char** argv) {
         digest.add(n.psum_max);
       }
     };
+    engine::EngineCounters counters;
+    std::vector<engine::InferenceResult> results;  // digested after the clock stops
+    std::optional<engine::DatasetResult> dataset_result;
     if (dataset) {
       const auto ds = data::read_fashion_mnist(data::kDefaultFashionMnistDir, false);
       if (images > ds.count) images = ds.count;
-      const auto r = engine::run_dataset(eng, ds.pixels, ds.labels, images, threads, nullptr);
-      correct = r.correct;
-      for (uint32_t p : r.predictions) digest.add(p);
-      digest_counters(r.counters);
+      dataset_result = engine::run_dataset(eng, ds.pixels, ds.labels, images, threads, nullptr);
+      correct = dataset_result->correct;
     } else {
       // One image after the other (image-threads share each layer).
-      engine::EngineCounters counters;
-      for (uint64_t im = 0; im < images; ++im) {
-        const auto r = eng.infer(random_images[im], &counters, nullptr, nullptr, im);
+      for (uint64_t im = 0; im < images; ++im)
+        results.push_back(eng.infer(random_images[im], &counters, nullptr, nullptr, im));
+    }
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double cpu = cpu_seconds() - cpu0;
+    if (dataset_result) {
+      for (uint32_t p : dataset_result->predictions) digest.add(p);
+      digest_counters(dataset_result->counters);
+    } else {
+      for (const auto& r : results) {
         for (const auto& node : r.node_codes)
           for (int32_t v : node) digest.add(v);
         for (double v : r.output_values) digest.add(static_cast<int64_t>(std::bit_cast<uint64_t>(v)));
       }
       digest_counters(counters);
     }
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double cpu = cpu_seconds() - cpu0;
     rusage u{};
     getrusage(RUSAGE_SELF, &u);
     fmt::print("graph={} kernel={} images={} threads={} image_threads={} noise={} wall_s={:.4f} cpu_s={:.4f} "

@@ -904,7 +904,7 @@ InferenceResult FunctionalEngine::infer(std::span<const int32_t> input_codes, En
     const auto in = tensor(node.inputs[0]);
     const size_t out_elems = node.output_shape.elements();
     values.assign(node.output_quant.is_float() ? out_elems : 0, 0.0);
-    if (!node.output_quant.is_float()) out.assign(out_elems, 0);
+    if (!node.output_quant.is_float() && !plans_[i]) out.assign(out_elems, 0);  // (IMC layers size their own)
 
     std::vector<std::span<const int32_t>> ins;
     for (int id : node.inputs) ins.push_back(tensor(id));
