@@ -30,7 +30,7 @@ if [ ! -f "$OUT/nl/w1_layer_random.imcg" ]; then
 fi
 W1="$OUT/w1_layer_random.imcg"
 R20_IMAGES=2000
-W1_IMAGES=8
+W1_IMAGES=32
 if [ $QUICK = 1 ]; then R20_IMAGES=200; W1_IMAGES=2; fi
 
 run() {
