@@ -479,6 +479,26 @@ kernels::OutputStep output_step(const auto& plan, const Node& node) {
           node.output_quant.zero_point,     node.output_quant.bits};
 }
 
+// The per-position loops' first step for output position `pos` (reads plan.gather, see
+// ensure_gather): the A-shifted inputs xs[k] of its rows (padding reads the input zero point),
+// the DAC groups' values u[t][k], the bit planes for the fast kernels; returns sum_k xs[k].
+int64_t gather_position(const auto& plan, std::span<const int32_t> in, uint32_t pos, std::vector<int32_t>& xs,
+                        std::vector<uint16_t>& u, std::vector<uint64_t>& words, std::vector<uint32_t>& nonzero) {
+  const size_t K = xs.size(), T = plan.groups.size();
+  const int32_t* gather = plan.gather.data() + size_t{pos} * K;
+  int64_t xsum = 0;
+  for (size_t k = 0; k < K; ++k) {
+    const int32_t x = gather[k] < 0 ? plan.input_zero_point : in[static_cast<size_t>(gather[k])];
+    xs[k] = x - static_cast<int32_t>(plan.layer->ashift_offset);
+    xsum += xs[k];
+  }
+  for (size_t t = 0; t < T; ++t)
+    for (size_t k = 0; k < K; ++k)
+      u[t * K + k] = static_cast<uint16_t>(kernels::group_value(xs[k], plan.input_bits, plan.groups[t]));
+  if (plan.fast) plan.fast->pack_inputs(xs.data(), words.data(), nonzero.data());
+  return xsum;
+}
+
 // The per-position loops' last step for output position `pos`: corrections, scale, bias,
 // activation and requantisation of the column accumulators acc[n] (modified in place), and the
 // trace's digests of the position's partial sums, ADC codes and accumulators.
@@ -578,17 +598,7 @@ void run_imc(const FunctionalEngine::ImcShape& shape, const auto& plan, const No
   int64_t pmin = INT64_MAX, pmax = INT64_MIN;
 
   for (uint32_t pos = 0; pos < plan.positions; ++pos) {
-    const int32_t* gather = plan.gather.data() + size_t{pos} * K;
-    int64_t xsum = 0;
-    for (uint32_t k = 0; k < K; ++k) {
-      const int32_t x = gather[k] < 0 ? plan.input_zero_point : in[static_cast<size_t>(gather[k])];
-      xs[k] = x - static_cast<int32_t>(l.ashift_offset);
-      xsum += xs[k];
-    }
-    for (uint32_t t = 0; t < T; ++t)
-      for (uint32_t k = 0; k < K; ++k)
-        u[size_t{t} * K + k] = static_cast<uint16_t>(kernels::group_value(xs[k], plan.input_bits, plan.groups[t]));
-    if (plan.fast) plan.fast->pack_inputs(xs.data(), words.data(), nonzero.data());
+    const int64_t xsum = gather_position(plan, in, pos, xs, u, words, nonzero);
     std::fill(acc.begin(), acc.end(), 0);
     for (uint32_t g = 0; g < G; ++g) {
       const auto& tile = plan.crossbar.tiles()[g];
@@ -739,17 +749,7 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
       trace_codes.resize(trace_psums.size());
     }
     for (uint32_t pos = begin; pos < end; ++pos) {
-      const int32_t* gather = plan.gather.data() + size_t{pos} * K;
-      int64_t xsum = 0;
-      for (uint32_t k = 0; k < K; ++k) {
-        const int32_t x = gather[k] < 0 ? plan.input_zero_point : in[static_cast<size_t>(gather[k])];
-        xs[k] = x - static_cast<int32_t>(l.ashift_offset);
-        xsum += xs[k];
-      }
-      for (uint32_t t = 0; t < T; ++t)
-        for (uint32_t k = 0; k < K; ++k)
-          u[size_t{t} * K + k] = static_cast<uint16_t>(kernels::group_value(xs[k], plan.input_bits, plan.groups[t]));
-      if (plan.fast) plan.fast->pack_inputs(xs.data(), words.data(), nonzero.data());
+      const int64_t xsum = gather_position(plan, in, pos, xs, u, words, nonzero);
       std::fill(acc.begin(), acc.end(), 0);
       // Noise of every conversion of this position: element ((pos*G + g)*S + s)*T + t)*N + n, the
       // conversion's index in the canonical [P][G][S][T][N] order; its value is a function of the

@@ -19,6 +19,7 @@
 #include "sim/data/idx_dataset.h"
 #include "sim/engine/functional_engine.h"
 #include "sim/graph/graph_loader.h"
+#include "tests/support/kernel_paths.h"
 
 namespace fs = std::filesystem;
 using namespace imcsim;
@@ -61,11 +62,7 @@ TEST(GoldenWorkloads, AtLeastTwoAdcSettingsAreCovered) {
 }
 
 // Every kernel path this machine runs (docs/fast_kernels.md).
-std::vector<kernels::KernelPath> kernel_paths() {
-  std::vector<kernels::KernelPath> paths{kernels::KernelPath::kReference, kernels::KernelPath::kPortable};
-  if (kernels::native_kernels_supported()) paths.push_back(kernels::KernelPath::kNative);
-  return paths;
-}
+std::vector<kernels::KernelPath> kernel_paths() { return test::all_kernel_paths(); }
 
 TEST_P(GoldenTest, EngineMatchesPythonReferenceBitExactly) {
   const graph::Graph g = graph::load_graph(GetParam());

@@ -21,6 +21,7 @@
 #include "sim/config/arch_config.h"
 #include "sim/engine/functional_engine.h"
 #include "sim/graph/graph_loader.h"
+#include "tests/support/kernel_paths.h"
 
 namespace fs = std::filesystem;
 using namespace imcsim;
@@ -87,11 +88,7 @@ TEST(RandomLayers, CorpusCoversEveryCombinationAndNonideality) {
 }
 
 // The kernel paths this machine runs.
-std::vector<kernels::KernelPath> kernel_paths() {
-  std::vector<kernels::KernelPath> paths{kernels::KernelPath::kReference, kernels::KernelPath::kPortable};
-  if (kernels::native_kernels_supported()) paths.push_back(kernels::KernelPath::kNative);
-  return paths;
-}
+std::vector<kernels::KernelPath> kernel_paths() { return test::all_kernel_paths(); }
 
 void expect_same_counters(const engine::EngineCounters& a, const engine::EngineCounters& b) {
   ASSERT_EQ(a.per_node.size(), b.per_node.size());

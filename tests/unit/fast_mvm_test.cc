@@ -15,16 +15,13 @@
 #include "models/crossbar/crossbar.h"
 #include "models/crossbar/fast_mvm.h"
 #include "models/crossbar/slicing.h"
+#include "tests/support/kernel_paths.h"
 #include "models/digital/requant.h"
 
 namespace imcsim::kernels {
 namespace {
 
-std::vector<KernelPath> fast_paths() {
-  std::vector<KernelPath> paths{KernelPath::kPortable};
-  if (native_kernels_supported()) paths.push_back(KernelPath::kNative);
-  return paths;
-}
+std::vector<KernelPath> fast_paths() { return test::fast_kernel_paths(); }
 
 struct Layer {
   WeightEncoding encoding;

@@ -19,6 +19,7 @@
 #include "models/crossbar/crossbar.h"
 #include "models/crossbar/fast_mvm.h"
 #include "models/crossbar/noise_kernel.h"
+#include "tests/support/kernel_paths.h"
 #include "models/crossbar/nonideal.h"
 #include "models/crossbar/slicing.h"
 #include "sim/engine/functional_engine.h"
@@ -27,11 +28,7 @@
 namespace imcsim::kernels {
 namespace {
 
-std::vector<KernelPath> fast_paths() {
-  std::vector<KernelPath> paths{KernelPath::kPortable};
-  if (native_kernels_supported()) paths.push_back(KernelPath::kNative);
-  return paths;
-}
+std::vector<KernelPath> fast_paths() { return test::fast_kernel_paths(); }
 
 uint64_t scalar_sum(uint64_t key, uint64_t n) {
   return irwin_hall_fields(splitmix64_output(key, 2 * n)) + irwin_hall_fields(splitmix64_output(key, 2 * n + 1));
