@@ -30,6 +30,18 @@ def _with_channel(model, p):
     return p.reshape((p.shape[0],) + shape)
 
 
+def run_with_pre_hooks(model, targets, make_hook, pixels):
+    """One forward pass of `pixels` (array or tensor, one batch) with make_hook(path, layer)
+    registered as a forward pre-hook on every (path, layer) of `targets`; hooks removed after."""
+    hooks = [layer.register_forward_pre_hook(make_hook(path, layer)) for path, layer in targets]
+    try:
+        p = pixels if not isinstance(pixels, np.ndarray) else torch.from_numpy(np.ascontiguousarray(pixels))
+        model(_with_channel(model, p.float()))
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def prepare_shape(model):
     for m in model.modules():
         if isinstance(m, L.ImcInput):
@@ -184,13 +196,6 @@ def calibrate_adcs(model, pixels, percentile: float = 99.99, batch_size: int | N
                 layer.psum_hook = None
             notes[path] = fit_layer_adc(layer, hist, percentile, rule)
         return pre
-    hooks = [layer.register_forward_pre_hook(make_hook(p, layer)) for p, layer in targets]
-    try:
-        p = pixels if not isinstance(pixels, np.ndarray) else torch.from_numpy(
-            np.ascontiguousarray(pixels))
-        model(_with_channel(model, p.float()))
-    finally:
-        for h in hooks:
-            h.remove()
+    run_with_pre_hooks(model, targets, make_hook, pixels)
     model.train(was)
     return notes

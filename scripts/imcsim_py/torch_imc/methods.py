@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -112,7 +111,7 @@ def bn_calibrate(model, pixels):
     std_ideal / std_hw, bias[n] += mean_ideal - psum_scale[n]·mean_hw. (With the BatchNorms
     folded, this is re-estimating the BN statistics on the hardware outputs.) Returns the
     factors per layer."""
-    from .calib import _with_channel
+    from .calib import run_with_pre_hooks
     from .graph import prepare
     was = model.training
     L.set_quantized(model, True)
@@ -123,7 +122,6 @@ def bn_calibrate(model, pixels):
     def make_hook(path, layer):
         def pre(_m, inputs):
             x = inputs[0].to(torch.float64)
-            B = x.shape[0]
             layer.psum_scale.fill_(1.0)
             sx, _, _ = layer.input_quant()
             pl, acc, out_hw = layer.hw_acc(x)
@@ -144,15 +142,7 @@ def bn_calibrate(model, pixels):
                          "psum_scale_max": float(ps.max()),
                          "bias_shift_abs_mean": float(db.abs().mean())}
         return pre
-    layers = [(o.path, o.module) for o in an.ops if o.op == "imc"]
-    hooks = [m.register_forward_pre_hook(make_hook(p, m)) for p, m in layers]
-    try:
-        p = pixels if not isinstance(pixels, np.ndarray) else torch.from_numpy(
-            np.ascontiguousarray(pixels))
-        model(_with_channel(model, p.float()))
-    finally:
-        for h in hooks:
-            h.remove()
+    run_with_pre_hooks(model, [(o.path, o.module) for o in an.ops if o.op == "imc"], make_hook, pixels)
     model.train(was)
     return out
 
