@@ -21,6 +21,7 @@
 #include "sim/config/arch_config.h"
 #include "sim/engine/functional_engine.h"
 #include "sim/graph/graph_loader.h"
+#include "tests/support/engine_checks.h"
 #include "tests/support/kernel_paths.h"
 
 namespace fs = std::filesystem;
@@ -90,18 +91,7 @@ TEST(RandomLayers, CorpusCoversEveryCombinationAndNonideality) {
 // The kernel paths this machine runs.
 std::vector<kernels::KernelPath> kernel_paths() { return test::all_kernel_paths(); }
 
-void expect_same_counters(const engine::EngineCounters& a, const engine::EngineCounters& b) {
-  ASSERT_EQ(a.per_node.size(), b.per_node.size());
-  for (size_t i = 0; i < a.per_node.size(); ++i) {
-    SCOPED_TRACE("counters of node " + std::to_string(i));
-    EXPECT_EQ(a.per_node[i].images, b.per_node[i].images);
-    EXPECT_EQ(a.per_node[i].row_drives, b.per_node[i].row_drives);
-    EXPECT_EQ(a.per_node[i].adc_conversions, b.per_node[i].adc_conversions);
-    EXPECT_EQ(a.per_node[i].adc_saturations, b.per_node[i].adc_saturations);
-    EXPECT_EQ(a.per_node[i].psum_min, b.per_node[i].psum_min);
-    EXPECT_EQ(a.per_node[i].psum_max, b.per_node[i].psum_max);
-  }
-}
+using test::expect_same_counters;
 
 class RandomLayerTest : public testing::TestWithParam<Case> {};
 

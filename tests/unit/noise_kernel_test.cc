@@ -19,6 +19,7 @@
 #include "models/crossbar/crossbar.h"
 #include "models/crossbar/fast_mvm.h"
 #include "models/crossbar/noise_kernel.h"
+#include "tests/support/engine_checks.h"
 #include "tests/support/kernel_paths.h"
 #include "models/crossbar/nonideal.h"
 #include "models/crossbar/slicing.h"
@@ -230,18 +231,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void expect_same_counters(const engine::EngineCounters& a, const engine::EngineCounters& b) {
-  ASSERT_EQ(a.per_node.size(), b.per_node.size());
-  for (size_t i = 0; i < a.per_node.size(); ++i) {
-    SCOPED_TRACE("counters of node " + std::to_string(i));
-    EXPECT_EQ(a.per_node[i].images, b.per_node[i].images);
-    EXPECT_EQ(a.per_node[i].row_drives, b.per_node[i].row_drives);
-    EXPECT_EQ(a.per_node[i].adc_conversions, b.per_node[i].adc_conversions);
-    EXPECT_EQ(a.per_node[i].adc_saturations, b.per_node[i].adc_saturations);
-    EXPECT_EQ(a.per_node[i].psum_min, b.per_node[i].psum_min);
-    EXPECT_EQ(a.per_node[i].psum_max, b.per_node[i].psum_max);
-  }
-}
+using test::expect_same_counters;
 
 // Every random-layer graph with a one-bit DAC and non-negative cells (the fused kernel's
 // domain; the others take the row loop), ADC noise of two sigmas (the second with stuck-at
