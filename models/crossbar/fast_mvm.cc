@@ -229,6 +229,24 @@ IMCSIM_INLINE uint32_t popcount64(uint64_t x) {
   }
 }
 
+// p = sum_j 2^j sum_q coef_q popcount(U[j] & D[q]) over W words: the partial sum of one group
+// (J input planes u[j * W ..]) and one column (Q cell planes d[q * W ..]).
+template <bool kPopcnt>
+IMCSIM_INLINE int64_t plane_psum(const uint64_t* u, const uint64_t* d, uint32_t J, uint32_t Q, uint32_t W,
+                                 const int32_t* coef) {
+  int64_t p = 0;
+  for (uint32_t j = 0; j < J; ++j) {
+    int64_t pj = 0;
+    for (uint32_t q = 0; q < Q; ++q) {
+      uint32_t c = 0;
+      for (uint32_t w = 0; w < W; ++w) c += popcount64<kPopcnt>(u[j * W + w] & d[q * W + w]);
+      pj += int64_t{coef[q]} * c;
+    }
+    p += pj * (int64_t{1} << j);
+  }
+  return p;
+}
+
 // Everything the block kernels need about one (tile, slice) block and the batch.
 struct BlockArgs {
   const uint64_t* planes;    // block (g, s): [n][Q][W]
@@ -330,16 +348,7 @@ IMCSIM_INLINE void block_generic(const BlockArgs& a, FastStats& st) {
       for (uint32_t m = a.nonzero[b]; m; m &= m - 1) {
         const uint32_t t = static_cast<uint32_t>(std::countr_zero(m));
         const uint64_t* u = ub + a.uoff[t];
-        int64_t p = 0;
-        for (uint32_t j = 0; j < a.nbits[t]; ++j) {
-          int64_t pj = 0;
-          for (uint32_t q = 0; q < Q; ++q) {
-            uint32_t c = 0;
-            for (uint32_t w = 0; w < W; ++w) c += popcount64<kPopcnt>(u[j * W + w] & d[q * W + w]);
-            pj += int64_t{a.coef[q]} * c;
-          }
-          p += pj * (int64_t{1} << j);
-        }
+        const int64_t p = plane_psum<kPopcnt>(u, d, a.nbits[t], Q, W, a.coef);
         const int64_t e = L[p];
         acc += a.wt[t] * (e >> 1);
         if constexpr (kCount) {
@@ -425,17 +434,7 @@ IMCSIM_INLINE void psums_body(const uint64_t* planes, const std::vector<BitPlane
     const uint64_t* d0 = planes + blk.offset;
     for (uint32_t n = 0; n < N; ++n) {
       const uint64_t* d = d0 + size_t{n} * Q * W;
-      int64_t p = 0;
-      for (uint32_t j = 0; j < J; ++j) {
-        int64_t pj = 0;
-        for (uint32_t q = 0; q < Q; ++q) {
-          uint32_t c = 0;
-          for (uint32_t w = 0; w < W; ++w) c += popcount64<kPopcnt>(u[j * W + w] & d[q * W + w]);
-          pj += int64_t{blk.coef[q]} * c;
-        }
-        p += pj * (int64_t{1} << j);
-      }
-      psum[size_t{s} * N + n] = static_cast<int32_t>(p);
+      psum[size_t{s} * N + n] = static_cast<int32_t>(plane_psum<kPopcnt>(u, d, J, Q, W, blk.coef.data()));
     }
   }
 }
