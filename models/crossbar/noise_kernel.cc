@@ -10,6 +10,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+#include "models/crossbar/gauss_simd.h"
 #include "models/crossbar/nibble_simd.h"
 #define IMCSIM_NOISE_X86 1
 #endif
@@ -18,100 +19,40 @@ namespace imcsim::kernels {
 
 std::vector<int64_t> noise_table(double sigma) {
   std::vector<int64_t> table(kIrwinHallMax + 1);
-  for (uint32_t s = 0; s <= kIrwinHallMax; ++s)
-    table[s] = noise_fx(sigma, static_cast<double>(s + 6) * 0x1p-10 - 6.0);  // as gaussian_sample
+  for (uint32_t s = 0; s <= kIrwinHallMax; ++s) table[s] = noise_fx(sigma, gaussian_z(s));  // as gaussian_sample
   return table;
 }
 
 namespace {
 
 void irwin_hall_scalar(uint64_t key, uint64_t first, size_t count, uint16_t* out) {
-  for (size_t j = 0; j < count; ++j) {
-    const uint64_t n = first + j;
-    out[j] = static_cast<uint16_t>(irwin_hall_fields(splitmix64_output(key, 2 * n)) +
-                                   irwin_hall_fields(splitmix64_output(key, 2 * n + 1)));
-  }
+  for (size_t j = 0; j < count; ++j) out[j] = static_cast<uint16_t>(irwin_hall_sum(key, first + j));
 }
 
 #if IMCSIM_NOISE_X86
-
-// z * C mod 2^64 in each 64-bit lane; c = C in every lane, cswap = C with its 32-bit halves
-// swapped. lo(z) lo(C) is a full 32x32 -> 64 product; the cross terms lo(z) hi(C) + hi(z) lo(C)
-// only matter mod 2^32 (they are shifted up by 32): one VPMULLD gives both.
-IMCSIM_AVX2_INLINE __m256i mul64_const(__m256i z, __m256i c, __m256i cswap) {
-  const __m256i low = _mm256_mul_epu32(z, c);
-  const __m256i cross = _mm256_mullo_epi32(z, cswap);  // even: lo(z) hi(C), odd: hi(z) lo(C)
-  const __m256i sum = _mm256_add_epi32(cross, _mm256_slli_epi64(cross, 32));  // odd: their sum
-  return _mm256_add_epi64(low, _mm256_blend_epi32(_mm256_setzero_si256(), sum, 0xAA));
-}
-
-// splitmix64's output function (splitmix64_mix) on four lanes.
-struct Mix4 {
-  __m256i c1, c1s, c2, c2s;
-  IMCSIM_AVX2_INLINE static Mix4 make() {
-    constexpr uint64_t k1 = 0xBF58476D1CE4E5B9ull, k2 = 0x94D049BB133111EBull;
-    auto swap = [](uint64_t c) { return static_cast<long long>((c << 32) | (c >> 32)); };
-    return {_mm256_set1_epi64x(static_cast<long long>(k1)), _mm256_set1_epi64x(swap(k1)),
-            _mm256_set1_epi64x(static_cast<long long>(k2)), _mm256_set1_epi64x(swap(k2))};
-  }
-  IMCSIM_AVX2_INLINE __m256i operator()(__m256i z) const {
-    z = mul64_const(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), c1, c1s);
-    z = mul64_const(_mm256_xor_si256(z, _mm256_srli_epi64(z, 27)), c2, c2s);
-    return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
-  }
-  // The same on four vectors, step by step (four independent dependency chains side by side).
-  template <int kN>
-  IMCSIM_AVX2_INLINE void xn(__m256i* z) const {
-#pragma GCC unroll 8
-    for (int i = 0; i < kN; ++i) z[i] = _mm256_xor_si256(z[i], _mm256_srli_epi64(z[i], 30));
-#pragma GCC unroll 8
-    for (int i = 0; i < kN; ++i) z[i] = mul64_const(z[i], c1, c1s);
-#pragma GCC unroll 8
-    for (int i = 0; i < kN; ++i) z[i] = _mm256_xor_si256(z[i], _mm256_srli_epi64(z[i], 27));
-#pragma GCC unroll 8
-    for (int i = 0; i < kN; ++i) z[i] = mul64_const(z[i], c2, c2s);
-#pragma GCC unroll 8
-    for (int i = 0; i < kN; ++i) z[i] = _mm256_xor_si256(z[i], _mm256_srli_epi64(z[i], 31));
-  }
-};
-
-// S of four conversions from their outputs o1 = out(2n), o2 = out(2n + 1): the twelve 10-bit
-// fields summed (irwin_hall_fields(o1) + irwin_hall_fields(o2)), in the low bits of each lane.
-IMCSIM_AVX2_INLINE __m256i irwin_hall4(__m256i o1, __m256i o2) {
-  const __m256i m = _mm256_set1_epi64x(0x3FFll | (0x3FFll << 20) | (0x3FFll << 40));
-  const __m256i m10 = _mm256_slli_epi64(m, 10);
-  // Fields at bits 0, 20, 40 and at 10, 30, 50 (each sum <= 2046 stays within its 20-bit slot).
-  const __m256i a = _mm256_add_epi64(_mm256_and_si256(o1, m), _mm256_and_si256(o2, m));
-  const __m256i b = _mm256_add_epi64(_mm256_and_si256(o1, m10), _mm256_and_si256(o2, m10));
-  const __m256i p = _mm256_add_epi64(a, _mm256_srli_epi64(b, 10));  // three slots <= 4092
-  const __m256i s = _mm256_add_epi64(_mm256_add_epi64(p, _mm256_srli_epi64(p, 20)), _mm256_srli_epi64(p, 40));
-  return _mm256_and_si256(s, _mm256_set1_epi64x(0xFFFFF));
-}
-
 [[gnu::target("avx2")]] void irwin_hall_avx2(uint64_t key, uint64_t first, size_t count, uint16_t* out) {
-  const Mix4 mix = Mix4::make();
-  const __m256i gamma = _mm256_set1_epi64x(static_cast<long long>(kGamma));
-  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(32 * kGamma));  // 16 elements ahead
-  // Sixteen elements per step in four vectors whose lanes hold elements {0, 2, 8, 10} + v, v = 0,
-  // 1, 4, 5: after packing (A | B << 32, C | D << 32, PACKUSDW) they come out in order.
-  __m256i z[4];
-  const uint32_t lane0[4] = {0, 1, 4, 5}, lane_off[4] = {0, 2, 8, 10};
+  // Four vectors of eight elements (32 per step); PACKUS interleaves 128-bit halves, so vector
+  // pair (0, 1) holds elements {0-3, 8-11} and {4-7, 12-15}, pair (2, 3) the same + 16.
+  __m256i base[4], hi[4];
+  const uint32_t lo32 = static_cast<uint32_t>(key);
   for (int v = 0; v < 4; ++v) {
-    uint64_t e[4];
-    for (int l = 0; l < 4; ++l) e[l] = key + (2 * (first + lane0[v] + lane_off[l]) + 1) * kGamma;
-    z[v] = _mm256_set_epi64x(static_cast<long long>(e[3]), static_cast<long long>(e[2]),
-                             static_cast<long long>(e[1]), static_cast<long long>(e[0]));
+    alignas(32) uint32_t e[8];
+    for (uint32_t l = 0; l < 8; ++l) {
+      const uint32_t k = (v / 2) * 16 + (l < 4 ? l : l + 4) + (v % 2) * 4;
+      e[l] = lo32 + static_cast<uint32_t>(2 * (first + k)) * kGamma32;
+    }
+    base[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(e));
+    hi[v] = _mm256_set1_epi32(static_cast<int32_t>(key >> 32));
   }
   size_t j = 0;
-  for (; j + 16 <= count; j += 16) {
+  __m256i off = _mm256_setzero_si256();
+  const __m256i step = _mm256_set1_epi32(static_cast<int32_t>(64u * kGamma32));  // 32 elements ahead
+  for (; j + 32 <= count; j += 32) {
     __m256i s[4];
-    for (int v = 0; v < 4; ++v) {
-      s[v] = irwin_hall4(mix(z[v]), mix(_mm256_add_epi64(z[v], gamma)));
-      z[v] = _mm256_add_epi64(z[v], step);
-    }
-    const __m256i ab = _mm256_or_si256(s[0], _mm256_slli_epi64(s[1], 32));
-    const __m256i cd = _mm256_or_si256(s[2], _mm256_slli_epi64(s[3], 32));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), _mm256_packus_epi32(ab, cd));
+    gauss::irwin_hall_sums<4>(base, hi, off, s);
+    off = _mm256_add_epi32(off, step);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), _mm256_packus_epi32(s[0], s[1]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j + 16), _mm256_packus_epi32(s[2], s[3]));
   }
   irwin_hall_scalar(key, first + j, count - j, out + j);
 }
@@ -134,7 +75,6 @@ constexpr uint32_t kMaxStates = 511;             // state index in 9 bits
 constexpr uint32_t kMaxShift = 22;               // bucket offsets in 23 bits
 constexpr uint32_t kMaxBucketsPerSet = 1u << 16;
 constexpr size_t kMaxBuckets = size_t{1} << 22;
-constexpr double kIrwinHallMean = 6138.0;        // S - 6138 = (z 2^10): z = (S + 6) 2^-10 - 6
 
 // Monotone state of the conversion of a (units 2^-16): the code, for a linear ADC clipped to
 // [qmin - 1, qmax + 1] (saturation included).
@@ -266,20 +206,18 @@ std::unique_ptr<NoiseMvmKernel> NoiseMvmKernel::make(std::span<const int16_t> ce
   k->slices_ = slices, k->tiles_ = tiles, k->groups_ = groups;
   k->granularity_ = adc.granularity;
 
-  // Noise: rint((sigma 2^6) (S - 6138)) must equal the table (the definition) for every S, and
-  // every a = p 2^16 + noise must fit in 32 bits.
+  // Noise: the table (the definition) as int32; (S - 186) K exactly when sigma 2^11 = K is an
+  // integer that reproduces it (no lookup then). Every a = p 2^16 + noise must fit in 32 bits.
   const std::vector<int64_t> table = noise_table(sigma);
-  k->sigma64_ = sigma * 64.0;
-  for (uint32_t s = 0; s <= kIrwinHallMax; ++s) {
-    const double y = k->sigma64_ * (static_cast<double>(s) - kIrwinHallMean);
-    if (!(std::abs(y) < 0x1p31) || rint_to_int(y) != table[s]) return nullptr;
-  }
+  for (int64_t v : table)
+    if (v <= INT32_MIN || v >= INT32_MAX) return nullptr;
+  k->noise_values_.assign(table.begin(), table.end());
   {
-    const double k64 = k->sigma64_;
-    if (k64 == std::floor(k64) && k64 >= 1 && k64 <= 131072) {
-      k->noise_int_ = static_cast<int32_t>(k64);
+    const double k11 = sigma * 2048.0;
+    if (k11 == std::floor(k11) && k11 >= 1 && k11 <= 1048576) {
+      k->noise_int_ = static_cast<int32_t>(k11);
       for (uint32_t s = 0; s <= kIrwinHallMax; ++s)
-        if ((static_cast<int64_t>(s) - 6138) * k->noise_int_ != table[s]) k->noise_int_ = 0;
+        if ((static_cast<int64_t>(s) - kIrwinHallMean) * k->noise_int_ != table[s]) k->noise_int_ = 0;
     }
   }
   const int64_t a_min = table[0], a_max = pbound * 65536 + table[kIrwinHallMax];
@@ -401,7 +339,8 @@ struct NoiseRun {
   const size_t* gofs;            // [G + 1]: byte offsets of tile g in a chunk's input nibbles
   size_t chunk_bytes;
   const uint8_t* idx;            // [chunk][g][r][64 lanes]
-  const uint64_t* zbase;         // [chunk][8 slot groups][2][4]: key + (2 c0 + 1) gamma
+  const uint32_t* zbase;         // [chunk][64 elements]: lo32(position key) + 2 c0 kGamma32
+  const uint32_t* zhi;           // [chunk][64 elements]: hi32(position key)
   const int32_t* masks;          // [chunk][3][64]: valid (1 / 0), min fill, max fill
   const uint8_t* full;           // [chunk]: every lane valid
   const uint8_t* nibbles;
@@ -415,20 +354,12 @@ struct NoiseRun {
   uint32_t ideal_shift;
   const NoiseMvmKernel::LinearSet* linear;
   int32_t qmin, qmax;
-  double sigma64;
-  int32_t noise_int;             // sigma 2^6 if an integer (|.| <= 2^17) equal to the table, else 0
+  const int32_t* noise_values;   // [S]: noise_table as int32
+  int32_t noise_int;             // sigma 2^11 if an integer that reproduces the table, else 0
   const int64_t* wt;             // [T]
   int64_t* acc;                  // [batch][N]
   uint32_t batch;
 };
-
-// rint((sigma 2^6) (S - 6138)) of four S < 2^20 (64-bit lanes), in the low 32 bits of each lane:
-// S | 2^52's pattern is the double 2^52 + S, minus (2^52 + 6138) exactly S - 6138; adding
-// 1.5 2^52 rounds to an integer (nearest-even) held in the low bits.
-IMCSIM_AVX2_INLINE __m256i noise4(__m256i s, __m256i exp52, __m256d bias, __m256d sig, __m256d rmagic) {
-  const __m256d d = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(s, exp52)), bias);
-  return _mm256_castpd_si256(_mm256_add_pd(_mm256_mul_pd(d, sig), rmagic));
-}
 
 // Partial sums of kNS consecutive slices (tables tab + i * stride) for the 64 lanes of a chunk's
 // tile (input nibbles ig[r][64]): w[i][0..3] = 16-bit sums in slot order (nibble_simd.h).
@@ -441,21 +372,14 @@ IMCSIM_AVX2_INLINE void psums_slices(const uint8_t* tab, size_t stride, const ui
 }
 
 enum { kModeIdeal, kModeLinear, kModeTable, kModeLinearSmall };
-// Slot groups whose splitmix64 chains are interleaved step by step.
-constexpr uint32_t kLockstepGroups = 2;
 
 
 template <int kMode, bool kCount>
 [[gnu::target("avx2")]] void noise_run(const NoiseRun& R, uint64_t& sat_out, int32_t& min_out, int32_t& max_out) {
-  const Mix4 mix = Mix4::make();
-  const __m256i gamma = _mm256_set1_epi64x(static_cast<long long>(kGamma));
   const __m256i zero = _mm256_setzero_si256();
-  const __m256i exp52 = _mm256_set1_epi64x(0x4330000000000000ll);  // 2^52 as a bit pattern
-  const __m256d bias = _mm256_set1_pd(0x1p52 + kIrwinHallMean);
-  const __m256d sig = _mm256_set1_pd(R.sigma64);
-  const __m256d rmagic = _mm256_set1_pd(6755399441055744.0);  // 1.5 * 2^52: rint in the low bits
   const __m256i low23 = _mm256_set1_epi32((1 << 23) - 1);
-  const __m256i kint = _mm256_set1_epi32(R.noise_int), kint_bias = _mm256_set1_epi32(R.noise_int * 6138);
+  const __m256i kint = _mm256_set1_epi32(R.noise_int),
+                kint_bias = _mm256_set1_epi32(R.noise_int * static_cast<int32_t>(kIrwinHallMean));
   const __m256i one = _mm256_set1_epi32(1);
   __m256i satv = zero, minv = _mm256_set1_epi32(INT32_MAX), maxv = _mm256_set1_epi32(INT32_MIN);
   alignas(32) int32_t acc32[64];
@@ -478,6 +402,7 @@ template <int kMode, bool kCount>
       for (uint32_t k = 0; k < 64; k += 8) _mm256_store_si256(reinterpret_cast<__m256i*>(acc32 + k), zero);
       const uint8_t* ic = R.idx + c * R.chunk_bytes;
       const __m256i* zb = reinterpret_cast<const __m256i*>(R.zbase + size_t{c} * 64);
+      const __m256i* zh = reinterpret_cast<const __m256i*>(R.zhi + size_t{c} * 64);
       const __m256i* mk = reinterpret_cast<const __m256i*>(R.masks + size_t{c} * 192);
       const bool full = R.full[c] != 0;  // every lane of the chunk in use: no masks
       for (uint32_t g = 0; g < R.G; ++g) {
@@ -501,8 +426,8 @@ template <int kMode, bool kCount>
           const uint64_t set = R.granularity == AdcGranularity::kLayer    ? 0
                                : R.granularity == AdcGranularity::kColumn ? n
                                                                            : (uint64_t{g} * R.S + s) * R.N + n;
-          const __m256i zoff = _mm256_set1_epi64x(
-              static_cast<long long>(2 * (((uint64_t{g} * R.S + s) * R.T) * R.N + n) * kGamma));
+          const __m256i zoff = _mm256_set1_epi32(
+              static_cast<int32_t>(2 * static_cast<uint32_t>(((g * R.S + s) * R.T) * R.N + n) * kGamma32));
           __m256i base = zero, dmax = zero, bmask = zero;
           __m128i bshift = _mm_setzero_si128();
           const int32_t* bk = nullptr;
@@ -549,27 +474,13 @@ template <int kMode, bool kCount>
           // The noise of the 64 lanes first (independent of the partial sums: long dependency
           // chains the out-of-order core overlaps across slot groups), then their conversions.
           alignas(32) int32_t nzbuf[64];
-          for (uint32_t q0 = 0; q0 < 8; q0 += kLockstepGroups) {
-            // S of the slots 8q + 2j (A) and 8q + 2j + 1 (B), then the noise.
-            __m256i z[4 * kLockstepGroups];
-            for (uint32_t h = 0; h < kLockstepGroups; ++h) {
-              z[4 * h] = _mm256_add_epi64(_mm256_load_si256(zb + 2 * (q0 + h)), zoff);
-              z[4 * h + 2] = _mm256_add_epi64(_mm256_load_si256(zb + 2 * (q0 + h) + 1), zoff);
-              z[4 * h + 1] = _mm256_add_epi64(z[4 * h], gamma);
-              z[4 * h + 3] = _mm256_add_epi64(z[4 * h + 2], gamma);
-            }
-            mix.template xn<4 * kLockstepGroups>(z);
-            for (uint32_t h = 0; h < kLockstepGroups; ++h) {
-              const __m256i sa = irwin_hall4(z[4 * h], z[4 * h + 1]);
-              const __m256i sb = irwin_hall4(z[4 * h + 2], z[4 * h + 3]);
-              __m256i nz;
-              if (R.noise_int != 0) {  // sigma 2^6 an integer: (S - 6138) sigma 2^6 exactly
-                nz = _mm256_sub_epi32(_mm256_mullo_epi32(_mm256_blend_epi32(sa, _mm256_slli_epi64(sb, 32), 0xAA), kint),
-                                      kint_bias);
-              } else {
-                nz = _mm256_blend_epi32(noise4(sa, exp52, bias, sig, rmagic),
-                                        _mm256_slli_epi64(noise4(sb, exp52, bias, sig, rmagic), 32), 0xAA);
-              }
+          for (uint32_t q0 = 0; q0 < 8; q0 += 4) {
+            __m256i sums[4];
+            gauss::irwin_hall_sums<4>(zb + q0, zh + q0, zoff, sums);
+            for (uint32_t h = 0; h < 4; ++h) {
+              const __m256i nz = R.noise_int != 0  // sigma 2^11 an integer: (S - 186) sigma 2^11 exactly
+                                     ? _mm256_sub_epi32(_mm256_mullo_epi32(sums[h], kint), kint_bias)
+                                     : _mm256_i32gather_epi32(R.noise_values, sums[h], 4);
               _mm256_store_si256(reinterpret_cast<__m256i*>(nzbuf + 8 * (q0 + h)), nz);
             }
           }
@@ -695,21 +606,22 @@ uint64_t NoiseMvmKernel::run(const int32_t* x_shifted, uint32_t batch, uint64_t 
       }
     }
   }
-  // Noise stream bases per slot (vector order: slot 8q + 2j -> [q][0][j], 8q + 2j + 1 -> [q][1][j])
-  // and the counter masks per slot.
-  std::vector<uint64_t, std::allocator<uint64_t>> zstore(size_t{chunks} * 64 + 4);
+  // Noise stream of every element k (lane lane_of_element(k)): its position's key H(key, pos)
+  // and the element's first counter 2 t N (the conversion index within the position is
+  // ((g S + s) T + t) N + n), and the counter masks per element.
+  std::vector<uint32_t> zstore(size_t{chunks} * 128 + 8);
   std::vector<int32_t> mstore(size_t{chunks} * 192 + 8);
-  uint64_t* zbase = reinterpret_cast<uint64_t*>((reinterpret_cast<uintptr_t>(zstore.data()) + 31) & ~uintptr_t{31});
+  uint32_t* zbase = reinterpret_cast<uint32_t*>((reinterpret_cast<uintptr_t>(zstore.data()) + 31) & ~uintptr_t{31});
+  uint32_t* zhi = zbase + size_t{chunks} * 64;
   int32_t* masks = reinterpret_cast<int32_t*>((reinterpret_cast<uintptr_t>(mstore.data()) + 31) & ~uintptr_t{31});
-  const uint64_t gstn = uint64_t{G} * S * T * N;
   std::vector<uint8_t> full(chunks, 1);
   for (uint32_t c = 0; c < chunks; ++c)
     for (uint32_t k = 0; k < 64; ++k) {
       const uint32_t lane = lane_of_element(k), bl = lane / T, t = lane % T;
       const bool valid = bl < per_chunk && c * per_chunk + bl < batch;
-      const uint64_t pos = pos0 + c * per_chunk + (valid ? bl : 0);
-      const uint64_t c0 = pos * gstn + uint64_t{t} * N;
-      zbase[size_t{c} * 64 + (k / 8) * 8 + (k % 2) * 4 + (k % 8) / 2] = key + (2 * c0 + 1) * kGamma;
+      const uint64_t pos_key = rng_extend(key, pos0 + c * per_chunk + (valid ? bl : 0));
+      zbase[size_t{c} * 64 + k] = static_cast<uint32_t>(pos_key) + 2 * t * N * kGamma32;
+      zhi[size_t{c} * 64 + k] = static_cast<uint32_t>(pos_key >> 32);
       masks[size_t{c} * 192 + k] = valid ? 1 : 0;
       masks[size_t{c} * 192 + 64 + k] = valid ? INT32_MIN : INT32_MAX;
       masks[size_t{c} * 192 + 128 + k] = valid ? INT32_MAX : INT32_MIN;
@@ -718,8 +630,8 @@ uint64_t NoiseMvmKernel::run(const int32_t* x_shifted, uint32_t batch, uint64_t 
   std::vector<int64_t> wt(T);
   for (uint32_t t = 0; t < T; ++t) wt[t] = int64_t{groups_[t].sign} * (int64_t{1} << groups_[t].bit_lo);
   NoiseRun R{G, S, T, N, chunks, per_chunk, flush_, row_groups_.data(), gofs.data(), chunk_bytes, idx.data(),
-             zbase, masks, full.data(), nibbles_.data(), nibble_column_, nibble_offset_.data(), slices_.data(), sets_.data(),
-             granularity_, buckets_.data(), values_.data(), ideal_shift_, linear_.data(), qmin_, qmax_, sigma64_, noise_int_,
+             zbase, zhi, masks, full.data(), nibbles_.data(), nibble_column_, nibble_offset_.data(), slices_.data(), sets_.data(),
+             granularity_, buckets_.data(), values_.data(), ideal_shift_, linear_.data(), qmin_, qmax_, noise_values_.data(), noise_int_,
              wt.data(), acc, batch};
   uint64_t sat = 0;
   int32_t lo = INT32_MAX, hi = INT32_MIN;

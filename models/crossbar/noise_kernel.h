@@ -15,26 +15,27 @@
 #include "models/adc/adc.h"
 #include "models/crossbar/crossbar.h"
 #include "models/crossbar/fast_mvm.h"
+#include "models/crossbar/nonideal.h"
 #include "models/crossbar/slicing.h"
 
 namespace imcsim::kernels {
 
-// S ranges over [0, 12 * 1023]: the noise of a conversion is a function of S alone.
-constexpr uint32_t kIrwinHallMax = 12 * 1023;
+// The noise of a conversion is a function of its Irwin-Hall sum S in [0, kIrwinHallMax] alone
+// (models/crossbar/nonideal.h).
 
-// out[j] = S(key, first + j) for j < count: the sum of the six 10-bit fields of outputs
-// 2(first + j) and 2(first + j) + 1 of stream `key`. The native path evaluates splitmix64 four
-// lanes at a time with AVX2 (needs native_kernels_supported()); any other path is scalar.
+// out[j] = irwin_hall_sum(key, first + j) for j < count (first + count <= 2^31). The native path
+// evaluates the 32-bit hash eight lanes at a time with AVX2 (needs native_kernels_supported());
+// any other path is scalar.
 void irwin_hall_block(uint64_t key, uint64_t first, size_t count, uint16_t* out, KernelPath path);
 
-// The noise in 2^-16 LSB as a function of S: table[S] = noise_fx(sigma, (S + 6) * 2^-10 - 6),
+// The noise in 2^-16 LSB as a function of S: table[S] = noise_fx(sigma, gaussian_z(S)),
 // S = 0 .. kIrwinHallMax (exactly noise_fx of gaussian_sample for the element with that S).
 std::vector<int64_t> noise_table(double sigma);
 
 // The fused ADC-noise kernel (native path, AVX2; docs/fast_kernels.md "ADC noise"): for a batch
 // of output positions, the integer partial sums p (nibble tables, as the native noiseless
-// kernel), the noise of every conversion (splitmix64 four lanes at a time, S, then
-// rint((sigma 2^6) (S - 6138)), checked at build time to equal noise_table for every S), the
+// kernel), the noise of every conversion (the 32-bit hash eight lanes at a time, S, then
+// (S - 186) sigma 2^11 when that is an integer equal to noise_table, else a lookup), the
 // analog ADC of a = p 2^16 + noise in 32-bit lanes (per parameter set, a table of buckets of the
 // input range, each holding at most one change point of the conversion result) and the
 // shift-add. Lanes are (position, group) pairs, 64 per chunk, for one (column, tile, slice) at a
@@ -57,8 +58,8 @@ class NoiseMvmKernel {
 
   // Positions pos0 .. pos0 + batch - 1 of one image (x_shifted: [batch][K], the A-shifted
   // inputs): acc[b * N + n] += sum_{g,s,t} sign_s sign_t 2^(bitlo_s + bitlo_t) value_fx(set(g,s,n),
-  // a), a = p(b,g,s,t,n) 2^16 + noise of conversion (((pos0 + b) G + g) S + s) T + t) N + n of
-  // stream `key`. Returns the DAC row drives (non-zero (tile, group, row) inputs); if `stats` is
+  // a), a = p(b,g,s,t,n) 2^16 + noise of conversion ((g S + s) T + t) N + n of stream
+  // H(key, pos0 + b) (key = H(seed, 1, node, image)). Returns the DAC row drives (non-zero (tile, group, row) inputs); if `stats` is
   // set, adds the saturations and widens [psum_min, psum_max] to cover every floor(a / 2^16).
   uint64_t run(const int32_t* x_shifted, uint32_t batch, uint64_t pos0, uint64_t key, int64_t* acc,
                FastStats* stats) const;
@@ -100,8 +101,8 @@ class NoiseMvmKernel {
   std::vector<LinearSet> linear_;
   bool linear_small_ = false;       // every set has the small division form
   int32_t qmin_ = 0, qmax_ = 0;
-  double sigma64_ = 0;              // sigma * 2^6
-  int32_t noise_int_ = 0;           // sigma * 2^6 when an integer: noise = (S - 6138) * it exactly
+  std::vector<int32_t> noise_values_;  // noise_table as int32
+  int32_t noise_int_ = 0;           // sigma * 2^11 when an integer: noise = (S - 186) * it exactly
   // Per column n, tile g, slice s and group of 4 rows r: the 16 sums of the 4 cells each input
   // nibble selects; [n][g][s][r][16].
   std::vector<uint32_t> row_groups_;    // [g]

@@ -39,41 +39,6 @@ std::string validate_nonideal_spec(const NonidealSpec& s) {
   return {};
 }
 
-// ---- ADC noise --------------------------------------------------------------------------------
-
-namespace {
-// noise_fx of elements [n0, n0 + count) of stream `key` (count <= 256), as
-// noise_fx(sigma, gaussian_sample(key, n)); plain integer / float code that compilers
-// vectorise (an AVX2 clone on x86-64).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-void noise_chunk(uint64_t key, double sigma, uint64_t n0, uint32_t count, int64_t* out) {
-  uint32_t sums[256];
-  for (uint32_t j = 0; j < count; ++j) {
-    const uint64_t n = n0 + j;
-    uint64_t sum = 0;
-    for (uint64_t i = 0; i < 2; ++i) {
-      uint64_t z = key + (2 * n + i + 1) * kGamma;
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-      z = z ^ (z >> 31);
-      sum += irwin_hall_fields(z);
-    }
-    sums[j] = static_cast<uint32_t>(sum + 6);
-  }
-  for (uint32_t j = 0; j < count; ++j) {
-    const double z = static_cast<double>(static_cast<int32_t>(sums[j])) * 0x1p-10 - 6.0;
-    out[j] = rint_to_int((sigma * z) * kAnalogScale);
-  }
-}
-}  // namespace
-
-void noise_block(uint64_t key, double sigma, uint64_t first, size_t count, int64_t* out) {
-  constexpr size_t kChunk = 256;
-  for (size_t j0 = 0; j0 < count; j0 += kChunk)
-    noise_chunk(key, sigma, first + j0, static_cast<uint32_t>(std::min(kChunk, count - j0)), out + j0);
-}
 
 // ---- transfer curve --------------------------------------------------------------------------
 

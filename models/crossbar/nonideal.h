@@ -79,21 +79,40 @@ inline uint64_t rng_key(std::initializer_list<uint64_t> values) {
   return h;
 }
 
-// Irwin-Hall sum of element n of stream `key`: the twelve 10-bit fields (bits 0-9, 10-19, ...,
-// 50-59) of outputs 2n and 2n+1, summed; in [0, 12 * 1023].
-inline uint64_t irwin_hall_fields(uint64_t o) {
-  constexpr uint64_t kMask = 0x3FFull | (0x3FFull << 20) | (0x3FFull << 40);
-  const uint64_t pairs = (o & kMask) + ((o >> 10) & kMask);  // three 20-bit slots, no carries
-  return (pairs & 0xFFFFFull) + ((pairs >> 20) & 0xFFFFFull) + (pairs >> 40);
+// The Gaussian stream (docs/SEMANTICS.md step 5): a 32-bit counter-based generator keyed by a
+// 64-bit H. Output i (< 2^32) of stream h: hash32(((lo32(h) + i * kGamma32) mod 2^32) ^ hi32(h)),
+// hash32 a xorshift-multiply finalizer (Wellons' "lowbias32" constants).
+constexpr uint32_t kGamma32 = 0x9E3779B9u;
+inline uint32_t hash32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x21F0AAADu;
+  x ^= x >> 15;
+  x *= 0x735A2D97u;
+  return x ^ (x >> 15);
 }
-// Standard-normal approximation of element n of stream `key`: the Irwin-Hall sum S of twelve
-// 10-bit uniforms, centred: z = (S + 6) * 2^-10 - 6, exact in float64, z in (-6, 6), mean 0,
-// variance 1 - 2^-20.
-inline double gaussian_sample(uint64_t key, uint64_t n) {
-  const uint64_t sum = irwin_hall_fields(splitmix64_output(key, 2 * n)) +
-                       irwin_hall_fields(splitmix64_output(key, 2 * n + 1));
-  return static_cast<double>(sum + 6) * 0x1p-10 - 6.0;
+inline uint32_t gauss32_output(uint64_t h, uint32_t i) {
+  return hash32((static_cast<uint32_t>(h) + i * kGamma32) ^ static_cast<uint32_t>(h >> 32));
 }
+// Sum of the six 5-bit fields (bits 0-4, 5-9, ..., 25-29) of w, in [0, 186].
+inline uint32_t irwin_hall_fields(uint32_t w) {
+  constexpr uint32_t kMask = 0x1Fu | (0x1Fu << 10) | (0x1Fu << 20);
+  const uint32_t pairs = (w & kMask) + ((w >> 5) & kMask);  // three 10-bit slots, no carries
+  return (pairs & 0x3FFu) + ((pairs >> 10) & 0x3FFu) + (pairs >> 20);
+}
+// The Irwin-Hall sum S of element n (< 2^31) of stream `key`: the twelve 5-bit fields of
+// outputs 2n and 2n + 1, summed; in [0, kIrwinHallMax].
+constexpr uint32_t kIrwinHallMax = 12 * 31;
+constexpr uint32_t kIrwinHallMean = 6 * 31;  // 186
+inline uint32_t irwin_hall_sum(uint64_t key, uint64_t n) {
+  return irwin_hall_fields(gauss32_output(key, static_cast<uint32_t>(2 * n))) +
+         irwin_hall_fields(gauss32_output(key, static_cast<uint32_t>(2 * n + 1)));
+}
+// Standard-normal approximation of element n of stream `key`: z = (S - 186) * 2^-5, exact in
+// float64, z in [-5.8125, 5.8125], mean 0, variance 1 - 2^-10.
+inline double gaussian_z(uint32_t sum) {
+  return static_cast<double>(static_cast<int32_t>(sum) - static_cast<int32_t>(kIrwinHallMean)) * 0x1p-5;
+}
+inline double gaussian_sample(uint64_t key, uint64_t n) { return gaussian_z(irwin_hall_sum(key, n)); }
 // Uniform in [0, 1) from element n of stream `key`: (output n >> 11) * 2^-53, exact.
 inline double uniform_sample(uint64_t key, uint64_t n) {
   return static_cast<double>(splitmix64_output(key, n) >> 11) * 0x1p-53;
@@ -118,9 +137,6 @@ inline int64_t rint_to_int(double x) {
 
 // Noise in analog units: rint((sigma * z) * 2^16).
 inline int64_t noise_fx(double sigma, double z) { return rint_to_int((sigma * z) * kAnalogScale); }
-// out[j] = noise_fx(sigma, gaussian_sample(key, first + j)) for j = 0 .. count-1, vectorised
-// where the CPU allows.
-void noise_block(uint64_t key, double sigma, uint64_t first, size_t count, int64_t* out);
 
 inline int64_t clamp_analog(int64_t a) {
   return a < -kAnalogLimitFx ? -kAnalogLimitFx : (a > kAnalogLimitFx ? kAnalogLimitFx : a);

@@ -262,7 +262,10 @@ MAX_NOISE_SIGMA_LSB = float(1 << 20)
 MAX_VARIATION_SIGMA = 1.0
 MAX_TRANSFER_ABS = float(1 << 30)
 MAX_TRANSFER_POINTS = 4096
-_IH_MASK = np.uint64(0x3FF | (0x3FF << 20) | (0x3FF << 40))
+_GAMMA32 = 0x9E3779B9
+_H1, _H2 = 0x21F0AAAD, 0x735A2D97           # hash32 (Wellons' "lowbias32" constants)
+_IH_MASK = np.uint32(0x1F | (0x1F << 10) | (0x1F << 20))
+IRWIN_HALL_MEAN = 186                        # 12 fields of 5 bits: S in [0, 372]
 
 
 @dataclass(frozen=True)
@@ -379,21 +382,46 @@ def rng_key(*values) -> int:
     return int(h)
 
 
-def _irwin_hall_fields(o):
-    """Sum of the six 10-bit fields (bits 0-9, ..., 50-59) of each uint64."""
-    pairs = (o & _IH_MASK) + ((o >> np.uint64(10)) & _IH_MASK)
-    m20 = np.uint64(0xFFFFF)
-    return (pairs & m20) + ((pairs >> np.uint64(20)) & m20) + (pairs >> np.uint64(40))
+def hash32(x):
+    """The 32-bit xorshift-multiply finalizer on uint32 arrays (wrapping arithmetic)."""
+    x = np.asarray(x, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint32(16))
+        x = x * np.uint32(_H1)
+        x = x ^ (x >> np.uint32(15))
+        x = x * np.uint32(_H2)
+    return x ^ (x >> np.uint32(15))
+
+
+def gauss32_output(key, i):
+    """Output i (< 2^32) of the Gaussian stream `key` (uint64): hash32(((lo32(key) + i *
+    0x9E3779B9) mod 2^32) ^ hi32(key)) (arrays broadcast)."""
+    key = _u64(key)
+    lo = (key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    hi = (key >> np.uint64(32)).astype(np.uint32)
+    with np.errstate(over="ignore"):
+        x = lo + np.asarray(i, dtype=np.uint32) * np.uint32(_GAMMA32)
+    return hash32(x ^ hi)
+
+
+def _irwin_hall_fields(w):
+    """Sum of the six 5-bit fields (bits 0-4, ..., 25-29) of each uint32."""
+    pairs = (w & _IH_MASK) + ((w >> np.uint32(5)) & _IH_MASK)
+    m10 = np.uint32(0x3FF)
+    return (pairs & m10) + ((pairs >> np.uint32(10)) & m10) + (pairs >> np.uint32(20))
+
+
+def irwin_hall_sum(key, n):
+    """S of element n (< 2^31) of stream `key`: the twelve 5-bit fields of outputs 2n and 2n + 1."""
+    i = np.asarray(n, dtype=np.uint64).astype(np.uint32) * np.uint32(2)
+    return _irwin_hall_fields(gauss32_output(key, i)) + _irwin_hall_fields(gauss32_output(key, i + np.uint32(1)))
 
 
 def gaussian_sample(key, n):
-    """z of element n of stream `key`: (S + 6) * 2^-10 - 6, S the Irwin-Hall sum of the twelve
-    10-bit fields of outputs 2n and 2n + 1 (float64, exact)."""
-    n = _u64(n)
-    with np.errstate(over="ignore"):
-        s = _irwin_hall_fields(splitmix64_output(key, np.uint64(2) * n)) + \
-            _irwin_hall_fields(splitmix64_output(key, np.uint64(2) * n + np.uint64(1)))
-    return (s + np.uint64(6)).astype(np.float64) * np.float64(2.0 ** -10) - np.float64(6.0)
+    """z of element n of stream `key`: (S - 186) * 2^-5 (float64, exact; mean 0, variance
+    1 - 2^-10, support [-5.8125, 5.8125])."""
+    s = irwin_hall_sum(key, n).astype(np.int64) - np.int64(IRWIN_HALL_MEAN)
+    return s.astype(np.float64) * np.float64(2.0 ** -5)
 
 
 def uniform_sample(key, n):
@@ -696,6 +724,9 @@ class ImcLayer:
 
         tiles = row_tiles(L.row_tiling, K, int(L.array_rows), self.Cin, self.kh, self.kw)
         self.G = len(tiles)
+        if self.ni is not None and self.ni.noise and self.G * self.S * self.T * N > 2 ** 31:
+            raise ValueError(f"{where}: {self.G * self.S * self.T * N} ADC conversions per output position "
+                             "exceed the noise stream's 2^31 (docs/SEMANTICS.md step 5d)")
         self.adc = Adc(L.adc, self.G, self.S, N, where)
         self.F = self.adc.F
 
@@ -884,7 +915,8 @@ class ImcLayer:
         ps_tiles, code_tiles = [], []
         if self.ni.noise:
             img_key = rng_extend(np.uint64(self.noise_key), row_image.astype(np.uint64))    # [R]
-            # conversion index in the canonical [P][G][S][T][N] order, laid out [R][T][S][N]
+            pos_key = rng_extend(img_key, row_pos.astype(np.uint64))                     # [R]: H(.., pos)
+            # conversion index within the position, in the [G][S][T][N] order, laid out [T][S][N]
             tsn = ((np.arange(S)[None, :, None] * T + np.arange(T)[:, None, None]) * N
                    + np.arange(N)[None, None, :])                                        # [T][S][N]
         for g, t in enumerate(self.tiles):
@@ -897,8 +929,8 @@ class ImcLayer:
             if self.curve is not None:
                 x = self.curve.apply(x)
             if self.ni.noise:
-                idx = ((row_pos[:, None, None, None] * G + g) * (S * T * N) + tsn[None]).astype(np.uint64)
-                z = gaussian_sample(img_key[:, None, None, None], idx)
+                idx = (g * (S * T * N) + tsn[None]).astype(np.uint64)
+                z = gaussian_sample(pos_key[:, None, None, None], idx)
                 x = np.clip(x + noise_fx(self.ni.adc_noise_sigma_lsb, z), -ANALOG_LIMIT, ANALOG_LIMIT)
             if psum_hook is not None:
                 psum_hook(g, x >> FX_BITS)

@@ -303,7 +303,14 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
       ni->adc.emplace(l->adc);
       ni->noise_sigma = nonideal.adc_noise_sigma_lsb;
       ni->noise_key = kernels::rng_key({seed, kernels::kStreamAdcNoise, i});
-      if (nonideal.noise()) ni->noise_table = kernels::noise_table(nonideal.adc_noise_sigma_lsb);
+      if (nonideal.noise()) {
+        // (the noise stream of a position counts two 32-bit outputs per conversion)
+        if (uint64_t{plan->crossbar.tiles().size()} * S * T * N > (uint64_t{1} << 31))
+          throw std::invalid_argument(fmt::format("node '{}': {} ADC conversions per output position exceed the "
+                                                  "noise stream's 2^31 (docs/SEMANTICS.md step 5d)",
+                                                  node.name, uint64_t{plan->crossbar.tiles().size()} * S * T * N));
+        ni->noise_table = kernels::noise_table(nonideal.adc_noise_sigma_lsb);
+      }
       ni->noise_path = kernel_;
       if (nonideal.noise() && !nonideal.transfer() && ni->crossbar->integer_cells())
         ni->noise_kernel = kernels::NoiseMvmKernel::make(ni->crossbar->levels(), K, N, slices, plan->crossbar.tiles(),
@@ -751,11 +758,11 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
     for (uint32_t pos = begin; pos < end; ++pos) {
       const int64_t xsum = gather_position(plan, in, pos, xs, u, words, nonzero);
       std::fill(acc.begin(), acc.end(), 0);
-      // Noise of every conversion of this position: element ((pos*G + g)*S + s)*T + t)*N + n, the
-      // conversion's index in the canonical [P][G][S][T][N] order; its value is a function of the
-      // Irwin-Hall sum alone (ni.noise_table).
+      // Noise of every conversion of this position: element ((g*S + s)*T + t)*N + n (the
+      // conversion's index in the position's [G][S][T][N] order) of stream H(image key, pos); its
+      // value is a function of the Irwin-Hall sum alone (ni.noise_table).
       if (noise) {
-        kernels::irwin_hall_block(image_key, uint64_t{pos} * per_position, per_position, noise_sums.data(),
+        kernels::irwin_hall_block(kernels::rng_extend(image_key, pos), 0, per_position, noise_sums.data(),
                                   ni.noise_path);
         for (size_t i = 0; i < per_position; ++i) noise_fx[i] = ni.noise_table[noise_sums[i]];
       }

@@ -58,42 +58,66 @@ TEST(NonidealRng, KeyHashing) {
 }
 
 TEST(NonidealRng, IrwinHallGaussianByHand) {
-  // Element 0 of stream 0: the twelve 10-bit fields of 0xE220A8397B1DCDAF and 0x6E789E6AA1B965F4.
-  auto fields = [](uint64_t o) {
-    uint64_t s = 0;
-    for (int i = 0; i < 6; ++i) s += (o >> (10 * i)) & 0x3FF;
+  // hash32 (xorshift-multiply, constants 0x21F0AAAD / 0x735A2D97, shifts 16, 15, 15) and the
+  // keyed stream out32(h, i) = hash32((lo32(h) + i * 0x9E3779B9) ^ hi32(h)); values computed with
+  // plain Python integers.
+  EXPECT_EQ(hash32(1), 0x86D2FA73u);
+  EXPECT_EQ(hash32(0x12345678), 0x16E776BDu);
+  const uint64_t key = rng_key({0});  // 0xE220A8397B1DCDAF
+  EXPECT_EQ(gauss32_output(key, 0), 0x43A23B46u);
+  EXPECT_EQ(gauss32_output(key, 1), 0x3542F1AAu);
+  EXPECT_EQ(gauss32_output(key, 5), 0x7FCE73D1u);
+  // Element 0: the twelve 5-bit fields (bits 0-4, ..., 25-29) of outputs 0 and 1.
+  auto fields = [](uint32_t o) {
+    uint32_t s = 0;
+    for (int i = 0; i < 6; ++i) s += (o >> (5 * i)) & 0x1F;
     return s;
   };
-  const uint64_t s0 = fields(0xE220A8397B1DCDAFull) + fields(0x6E789E6AA1B965F4ull);
-  EXPECT_EQ(s0, 5942u);
-  EXPECT_EQ(irwin_hall_fields(0xE220A8397B1DCDAFull), fields(0xE220A8397B1DCDAFull));
-  EXPECT_EQ(gaussian_sample(0, 0), (5942.0 + 6.0) / 1024.0 - 6.0);  // -0.19140625
-  EXPECT_EQ(gaussian_sample(0, 0), -0.19140625);
-  EXPECT_EQ(gaussian_sample(0, 1), -0.3115234375);
-  // Uniform: (output >> 11) * 2^-53.
+  EXPECT_EQ(irwin_hall_fields(0x43A23B46u), fields(0x43A23B46u));
+  EXPECT_EQ(fields(0x43A23B46u) + fields(0x3542F1AAu), 179u);
+  EXPECT_EQ(irwin_hall_sum(key, 0), 179u);
+  EXPECT_EQ(gaussian_sample(key, 0), (179.0 - 186.0) / 32.0);  // -0.21875
+  EXPECT_EQ(gaussian_sample(key, 1), 1.78125);
+  EXPECT_EQ(gaussian_sample(key, 2), 2.65625);
+  // Uniform: (splitmix64 output >> 11) * 2^-53.
   EXPECT_EQ(uniform_sample(0, 0), static_cast<double>(0xE220A8397B1DCDAFull >> 11) * 0x1p-53);
 }
 
 TEST(NonidealRng, GaussianMoments) {
-  // Irwin-Hall(12): mean 0, variance 1 - 2^-20, support (-6, 6); kurtosis 3 - 0.1.
+  // Irwin-Hall of twelve 5-bit uniforms: mean 0, variance 1 - 2^-10, support [-5.8125, 5.8125],
+  // E z^4 = 3 var^2 + kappa_4, kappa_4 ~ -12 / 120: ~ 2.894.
   const uint64_t key = rng_key({42});
   const int n = 400000;
-  double sum = 0, sum2 = 0, sum4 = 0, lo = 0, hi = 0;
+  double sum = 0, sum2 = 0, sum4 = 0, lo = 0, hi = 0, lag1 = 0, prev = 0;
   for (int i = 0; i < n; ++i) {
     const double z = gaussian_sample(key, i);
-    sum += z, sum2 += z * z, sum4 += z * z * z * z;
+    sum += z, sum2 += z * z, sum4 += z * z * z * z, lag1 += z * prev, prev = z;
     lo = std::min(lo, z), hi = std::max(hi, z);
   }
   const double mean = sum / n, var = sum2 / n - mean * mean;
   EXPECT_NEAR(mean, 0.0, 5.0 / std::sqrt(n));
-  EXPECT_NEAR(var, 1.0, 0.01);
-  EXPECT_NEAR(sum4 / n, 2.9, 0.05);
-  EXPECT_GT(lo, -6.0);
-  EXPECT_LT(hi, 6.0);
-  // The vectorised block generator gives the same samples.
-  std::vector<int64_t> block(1000);
-  noise_block(key, 0.37, 500, block.size(), block.data());
-  for (size_t j = 0; j < block.size(); ++j) ASSERT_EQ(block[j], noise_fx(0.37, gaussian_sample(key, 500 + j))) << j;
+  EXPECT_NEAR(var, 1.0 - 0x1p-10, 0.01);
+  EXPECT_NEAR(sum4 / n, 2.894, 0.05);
+  EXPECT_NEAR(lag1 / n, 0.0, 5.0 / std::sqrt(n));  // consecutive elements uncorrelated
+  EXPECT_GE(lo, -5.8125);
+  EXPECT_LE(hi, 5.8125);
+}
+
+TEST(NonidealRng, NeighbouringStreamsUncorrelated) {
+  // Streams of neighbouring keys (positions pos and pos + 1 of an image) share no structure: the
+  // correlation of their elements and of shifted elements is within noise.
+  const uint64_t image = rng_key({7, kStreamAdcNoise, 3, 11});
+  const int n = 200000;
+  for (uint64_t pos : {0ull, 1ull, 1000ull}) {
+    const uint64_t a = rng_extend(image, pos), b = rng_extend(image, pos + 1);
+    double same = 0, shifted = 0;
+    for (int i = 0; i + 1 < n; ++i) {
+      same += gaussian_sample(a, i) * gaussian_sample(b, i);
+      shifted += gaussian_sample(a, i + 1) * gaussian_sample(b, i);
+    }
+    EXPECT_NEAR(same / n, 0.0, 5.0 / std::sqrt(n)) << pos;
+    EXPECT_NEAR(shifted / n, 0.0, 5.0 / std::sqrt(n)) << pos;
+  }
 }
 
 TEST(NonidealRng, RintTiesToEven) {
@@ -104,6 +128,7 @@ TEST(NonidealRng, RintTiesToEven) {
   EXPECT_EQ(rint_to_int(0.49999999999999994), 0);
   EXPECT_EQ(rint_to_int(-1e12 - 0.5), -1000000000000);
   EXPECT_EQ(noise_fx(0.5, -0.19140625), -6272);  // rint(-0.095703125 * 65536) = -6272
+  EXPECT_EQ(noise_fx(0.37, -0.21875), -5304);     // rint(-0.0809375 * 65536) = rint(-5304.32)
 }
 
 // ---- transfer curve and analog ADC -----------------------------------------------------------
@@ -317,8 +342,8 @@ TEST(NonidealOneRow, AdcNoise) {
   ni.adc_noise_sigma_lsb = 0.8;
   const engine::FunctionalEngine e(g, ni, 5);
   for (uint64_t image : {0, 1, 7}) {
-    // Noise of conversion 0 of node 1 for this image: z = gaussian of H(5, 1, 1, image)[0].
-    const double z = gaussian_sample(rng_key({5, kStreamAdcNoise, 1, image}), 0);
+    // Noise of conversion 0 of position 0 of node 1 for this image: z = gaussian of H(5, 1, 1, image, 0)[0].
+    const double z = gaussian_sample(rng_key({5, kStreamAdcNoise, 1, image, 0}), 0);
     const int64_t a = 3 * 65536 + static_cast<int64_t>(std::nearbyint((0.8 * z) * 65536));
     const auto r = run_one_row(e, image);
     EXPECT_EQ(r.psum, a);                                    // the ADC input, 2^-16 LSB
@@ -344,7 +369,7 @@ TEST(NonidealOneRow, ConductanceVariation) {
   EXPECT_EQ(e.nonideal_crossbar(1)->cell(0, 0, 0), cell);
   const auto r = run_one_row(e, 0);
   EXPECT_EQ(r.psum, cell);
-  const int64_t value = (cell * 2 + 512) >> 9;  // floor(a * 2^8 + 1/2) with a = cell * 2^-16
+  const int64_t value = (cell + 128) >> 8;  // floor(a * 2^8 + 1/2) with a = cell * 2^-16
   EXPECT_EQ(r.y, static_cast<double>(value - 512) / 256.0);
   // Programmed once: every image sees the same cell.
   EXPECT_EQ(run_one_row(e, 12345).psum, cell);
