@@ -744,10 +744,16 @@ void BitPlaneCrossbar::partial_sums(const uint64_t* words, uint32_t g, uint32_t 
 }
 
 void BitPlaneCrossbar::accumulate(const uint64_t* words, const uint32_t* nonzero, uint32_t batch,
-                                  const PackedAdcLut& lut, int64_t* acc, FastStats* stats) const {
+                                  const PackedAdcLut& lut, int64_t* acc, FastStats* stats,
+                                  const NoiseCall* noise) const {
   const uint32_t G = static_cast<uint32_t>(tiles_.size()), S = static_cast<uint32_t>(slices_.size()),
                  T = static_cast<uint32_t>(groups_.size()), N = n_cols_;
-  if (nibble_ok_ && nibble_serves(lut)) return accumulate_nibble(words, batch, lut, acc, stats);
+  if (noise) {
+    if (!serves_affine_noise(lut))
+      throw std::logic_error("BitPlaneCrossbar::accumulate: ADC noise needs the nibble kernel's affine path");
+    return accumulate_nibble(words, batch, lut, acc, stats, noise);
+  }
+  if (nibble_ok_ && nibble_serves(lut)) return accumulate_nibble(words, batch, lut, acc, stats, nullptr);
   std::vector<int64_t> wt(T), zsum(batch), list_wt(size_t{batch} * 32);
   std::vector<uint32_t> nbits(T), nz(batch), nzero(batch);
   std::vector<uint8_t> list(size_t{batch} * 32);

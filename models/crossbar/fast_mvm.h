@@ -82,6 +82,28 @@ struct PackedAdcLut {
   const AffineAdc* affine = nullptr;
 };
 
+// ADC noise in the native nibble kernel (docs/SEMANTICS.md step 5d, docs/fast_kernels.md "ADC
+// noise"). When K = sigma 2^11 is an integer, a conversion's ADC input is a_fx16 = p 2^16 +
+// K (S - 186) = unit u - bias with u = (p << p_shift) + s_mult S, unit = 2^(16 - p_shift),
+// bias = 186 K: a small integer per conversion. The layer's ADC table is then built over u (not
+// p) and fitted to the arithmetic form (PackedAdcLut::affine over u in [0, u_max]).
+struct AffineNoiseForm {
+  uint32_t p_shift = 0, s_mult = 1;
+  int64_t unit = 65536, bias = 0;
+  int64_t u_max = 0;
+  // The form for sigma and partial sums in [0, psum_bound], or nullopt (K not an integer, or
+  // u_max > 32766: the nibble kernel's signed 16-bit lanes).
+  static std::optional<AffineNoiseForm> make(double sigma, int64_t psum_bound);
+  // The ADC input a_fx16 of u.
+  int64_t analog(int64_t u) const { return u * unit - bias; }
+};
+// One call's noise streams: position pos0 + b uses stream H(image_key, pos0 + b).
+struct NoiseCall {
+  const AffineNoiseForm* form = nullptr;
+  uint64_t image_key = 0;  // H(seed, 1, node, image)
+  uint64_t pos0 = 0;
+};
+
 // The table's arithmetic form over p in [0, p_max] (the nibble kernel's partial sums), or
 // nullopt when some set is not of that form, the table does not cover [0, p_max], p_max >= 2^15
 // or the granularity is SLICE_TILE_COLUMN. `sets`: the table's parameter sets.
@@ -146,8 +168,12 @@ class BitPlaneCrossbar {
   // value_fx(set(g,s,n), p(b,g,s,t,n)), w(s,t) = sign_s sign_t 2^(bitlo_s + bitlo_t);
   // words: [batch][input_words()], nonzero: [batch][G] from pack_inputs. Partial sums must lie
   // in the table's range (the caller sizes it from the cells' bound). Adds to `stats` if set.
+  // With `noise` (needs serves_affine_noise(lut)): the table is over u of noise->form and every
+  // conversion's u carries its noise; stats then bound floor(a_fx16 / 2^16).
   void accumulate(const uint64_t* words, const uint32_t* nonzero, uint32_t batch, const PackedAdcLut& lut,
-                  int64_t* acc, FastStats* stats) const;
+                  int64_t* acc, FastStats* stats, const NoiseCall* noise = nullptr) const;
+  // Whether accumulate() takes ADC noise with this table (the native nibble kernel's affine path).
+  bool serves_affine_noise(const PackedAdcLut& lut) const;
 
   // Largest |partial sum| of any tile for any input (sizes lookup tables).
   int64_t psum_bound() const { return psum_bound_; }
@@ -194,7 +220,7 @@ class BitPlaneCrossbar {
   // Whether the nibble kernel (models/crossbar/fast_mvm_nibble.cc) serves this table.
   bool nibble_serves(const PackedAdcLut& lut) const;
   void accumulate_nibble(const uint64_t* words, uint32_t batch, const PackedAdcLut& lut, int64_t* acc,
-                         FastStats* stats) const;
+                         FastStats* stats, const NoiseCall* noise) const;
 };
 
 }  // namespace imcsim::kernels

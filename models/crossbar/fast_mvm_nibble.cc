@@ -5,10 +5,12 @@
 #include <vector>
 
 #include "models/crossbar/fast_mvm.h"
+#include "models/crossbar/nonideal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+#include "models/crossbar/gauss_simd.h"
 #include "models/crossbar/nibble_simd.h"
 #define IMCSIM_NIBBLE_X86 1
 #endif
@@ -152,6 +154,28 @@ bool BitPlaneCrossbar::nibble_serves(const PackedAdcLut& lut) const {
          lut.max_abs_value * slice_shift_sum(slices_) * static_cast<int64_t>(tiles_.size()) < (int64_t{1} << 31);
 }
 
+std::optional<AffineNoiseForm> AffineNoiseForm::make(double sigma, int64_t psum_bound) {
+  const double k11 = sigma * 2048.0;
+  if (!(k11 >= 1 && k11 <= 1048576 && k11 == std::floor(k11)) || psum_bound < 0 || psum_bound > kMaxAffinePsum)
+    return std::nullopt;
+  const int64_t K = static_cast<int64_t>(k11);
+  for (uint32_t S = 0; S <= kIrwinHallMax; ++S)  // (S - 186) K is the definition's noise_fx
+    if ((static_cast<int64_t>(S) - kIrwinHallMean) * K != noise_fx(sigma, gaussian_z(S))) return std::nullopt;
+  AffineNoiseForm f;
+  const uint32_t g2 = std::min<uint32_t>(static_cast<uint32_t>(std::countr_zero(static_cast<uint64_t>(K))), 16);
+  f.p_shift = 16 - g2;
+  f.s_mult = static_cast<uint32_t>(K >> g2);
+  f.unit = int64_t{1} << g2;
+  f.bias = K * kIrwinHallMean;
+  f.u_max = (psum_bound << f.p_shift) + int64_t{f.s_mult} * kIrwinHallMax;
+  if (f.u_max > kMaxAffinePsum) return std::nullopt;
+  return f;
+}
+
+bool BitPlaneCrossbar::serves_affine_noise(const PackedAdcLut& lut) const {
+  return nibble_ok_ && lut.min <= 0 && affine_serves(lut, slices_, psum_bound_, n_cols_);
+}
+
 #if IMCSIM_NIBBLE_X86
 namespace {
 
@@ -193,7 +217,16 @@ struct NibbleArgs {
   int64_t psum_bound;
   // Lookup path.
   const int32_t* valid32;          // [chunk][64]: -1 for lanes within the batch
+  // ADC noise (affine path): per chunk the lanes' stream bases and key halves in the order of
+  // gauss::irwin_hall_sums' vectors (noise_lane), and the form of u.
+  const uint32_t* noise_base;      // [chunk][64]: lo32(H(key, pos)) + 2 t N kGamma32
+  const uint32_t* noise_hi;        // [chunk][64]: hi32(H(key, pos))
+  const AffineNoiseForm* noise;
 };
+
+// Lane (0 .. 63) of element l of noise vector v: PACKUSDW of vectors 2k and 2k + 1 yields the
+// 16-bit lanes 16k .. 16k + 15 in order.
+constexpr uint32_t noise_lane(uint32_t v, uint32_t l) { return (v / 2) * 16 + (v % 2) * 4 + (l < 4 ? l : l + 4); }
 
 struct NibbleCounters {
   __m256i sat32, min16, max16, min32, max32;
@@ -211,7 +244,7 @@ inline void fold_lanes(const NibbleArgs& a, uint32_t c, uint32_t n, const int32_
 }
 
 // Columns n0 .. n0 + NC - 1 with the ADC in arithmetic form.
-template <uint32_t NC, bool kCount>
+template <uint32_t NC, bool kCount, bool kNoise>
 __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const NibbleArgs& a, uint32_t n0,
                                                                     NibbleCounters& ct) {
   const __m256i zero = _mm256_setzero_si256(), ones16 = _mm256_set1_epi16(1);
@@ -237,9 +270,17 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
     cl.out_shift = _mm_cvtsi32_si128(as.out_shift);
     cl.negative_offset = as.offset < 0;
     cl.low_sat = as.sat_lo > 0;
-    cl.high_sat = as.sat_hi < a.psum_bound;
+    cl.high_sat = as.sat_hi < (kNoise ? a.noise->u_max : a.psum_bound);  // (with noise: over u)
     cl.set = &as;
     col_base[q] = a.nibbles + size_t{n0 + q} * a.column_bytes;
+  }
+  __m128i pshift = _mm_setzero_si128();
+  __m256i smult = zero;
+  bool smult1 = true;
+  if constexpr (kNoise) {
+    pshift = _mm_cvtsi32_si128(static_cast<int>(a.noise->p_shift));
+    smult = _mm256_set1_epi16(static_cast<int16_t>(a.noise->s_mult));
+    smult1 = a.noise->s_mult == 1;
   }
   alignas(32) int32_t acc32[NC][64];
   for (uint32_t c = 0; c < a.chunks; ++c) {
@@ -248,18 +289,40 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
     const uint8_t* ic = a.idx + c * a.chunk_bytes;
     const __m256i* inv = reinterpret_cast<const __m256i*>(a.invalid16 + size_t{c} * 64);
     const bool full = a.per_chunk * a.T == 64 && (c + 1) * a.per_chunk <= a.batch;  // every lane valid
+    const __m256i* nb = kNoise ? reinterpret_cast<const __m256i*>(a.noise_base + size_t{c} * 64) : nullptr;
+    const __m256i* nh = kNoise ? reinterpret_cast<const __m256i*>(a.noise_hi + size_t{c} * 64) : nullptr;
     __m256i codes[NC][4], sat16 = zero;
     for (uint32_t q = 0; q < NC; ++q) codes[q][0] = codes[q][1] = codes[q][2] = codes[q][3] = zero;
     for (uint32_t g = 0; g < a.G; ++g) {
       for (uint32_t s = 0; s < a.S; ++s) {
         const uint8_t* tabs[NC];
         for (uint32_t q = 0; q < NC; ++q) tabs[q] = col_base[q] + a.block_offset[size_t{g} * a.S + s];
+        // Noise first (before the partial sums occupy the registers): S of conversion
+        // ((g S + s) T + t) N + n of each lane's position stream, 16-bit, lanes in order.
+        alignas(32) __m256i s16[kNoise ? NC : 1][4];
+        if constexpr (kNoise)
+          for (uint32_t q = 0; q < NC; ++q) {
+            const uint32_t elem = ((g * a.S + s) * a.T) * a.N + n0 + q;
+            const __m256i off = _mm256_set1_epi32(static_cast<int32_t>(2 * elem * kGamma32));
+            __m256i sums[8];
+            gauss::irwin_hall_sums<4>(nb, nh, off, sums);
+            gauss::irwin_hall_sums<4>(nb + 4, nh + 4, off, sums + 4);
+            for (uint32_t k = 0; k < 4; ++k) s16[q][k] = _mm256_packus_epi32(sums[2 * k], sums[2 * k + 1]);
+          }
         __m256i w[NC][4];
         nibble::psums<NC>(tabs, ic + a.gofs[g], a.row_groups[g], a.flush, w);
         const WeightSlice& sl = (*a.slices)[s];
         const __m128i vbit = _mm_cvtsi32_si128(static_cast<int>(sl.bit_lo));
         for (uint32_t q = 0; q < NC; ++q) {
           const Col& cl = cols[q];
+          if constexpr (kNoise) {
+            // u = (p << p_shift) + s_mult S (lanes past the batch: u = 0, as their p).
+            for (uint32_t k = 0; k < 4; ++k) {
+              const __m256i u = _mm256_add_epi16(_mm256_sll_epi16(w[q][k], pshift),
+                                                 smult1 ? s16[q][k] : _mm256_mullo_epi16(s16[q][k], smult));
+              w[q][k] = full ? u : _mm256_andnot_si256(_mm256_loadu_si256(inv + k), u);
+            }
+          }
           for (uint32_t k = 0; k < 4; ++k) {
             const __m256i ps = _mm256_sll_epi16(_mm256_min_epu16(w[q][k], cl.pclamp), cl.in_shift);
             const __m256i x = cl.negative_offset ? _mm256_subs_epu16(ps, cl.off) : _mm256_add_epi16(ps, cl.off);
@@ -343,16 +406,16 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void lookup_columns(const Nibble
   }
 }
 
-template <bool kAffine, bool kCount>
+template <bool kAffine, bool kCount, bool kNoise = false>
 __attribute__((target("avx2,bmi,bmi2,popcnt"))) void nibble_all_columns(const NibbleArgs& a, NibbleCounters& ct) {
   constexpr uint32_t kCols = 4;  // columns per pass: 8 byte accumulators + 2 input vectors + 1 table
   uint32_t n = 0;
   for (; n + kCols <= a.N; n += kCols) {
-    if constexpr (kAffine) affine_columns<kCols, kCount>(a, n, ct);
+    if constexpr (kAffine) affine_columns<kCols, kCount, kNoise>(a, n, ct);
     else lookup_columns<kCols, kCount>(a, n, ct);
   }
   for (; n < a.N; ++n) {
-    if constexpr (kAffine) affine_columns<1, kCount>(a, n, ct);
+    if constexpr (kAffine) affine_columns<1, kCount, kNoise>(a, n, ct);
     else lookup_columns<1, kCount>(a, n, ct);
   }
 }
@@ -367,7 +430,8 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void nibble_all_columns(const Ni
 // reads value * 2 + saturated from the int32 table and the lanes sum sign_s 2^bitlo_s value in
 // 32 bits. The fold adds each position's lanes with their groups' weights sign_t 2^bitlo_t.
 __attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulate_nibble(
-    const uint64_t* words, uint32_t batch, const PackedAdcLut& lut, int64_t* acc, FastStats* stats) const {
+    const uint64_t* words, uint32_t batch, const PackedAdcLut& lut, int64_t* acc, FastStats* stats,
+    const NoiseCall* noise) const {
   const uint32_t G = static_cast<uint32_t>(tiles_.size()), S = static_cast<uint32_t>(slices_.size()),
                  T = static_cast<uint32_t>(groups_.size()), N = n_cols_;
   const uint32_t per_chunk = 64 / T, chunks = (batch + per_chunk - 1) / per_chunk, used = per_chunk * T;
@@ -377,6 +441,7 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulat
   thread_local std::vector<uint16_t> invalid16;
   thread_local std::vector<int32_t> valid32;
   thread_local std::vector<int64_t> wt;
+  thread_local std::vector<uint32_t> noise_lanes;
   gofs.assign(G + 1, 0);
   for (uint32_t g = 0; g < G; ++g) gofs[g + 1] = gofs[g] + size_t{row_groups_[g]} * 64;
   const size_t chunk_bytes = gofs[G];
@@ -459,8 +524,27 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulat
     // (and whose saturation counts, at most 4 S per tile and lane, a 16-bit counter holds).
     a.tiles_per_flush = static_cast<uint32_t>(
         std::max<int64_t>(1, std::min<int64_t>(32767 / (code_max * slice_shift_sum(slices_)), 8191 / S)));
-    if (count) nibble_all_columns<true, true>(a, ct);
-    else nibble_all_columns<true, false>(a, ct);
+    if (noise) {
+      // Each lane's stream: position pos0 + c per_chunk + j / T, first counter 2 t N (t = j % T).
+      noise_lanes.resize(size_t{chunks} * 128 + 8);
+      uint32_t* base = noise_lanes.data() + ((32 - reinterpret_cast<uintptr_t>(noise_lanes.data()) % 32) % 32) / 4;
+      uint32_t* hi = base + size_t{chunks} * 64;
+      for (uint32_t c = 0; c < chunks; ++c)
+        for (uint32_t v = 0; v < 8; ++v)
+          for (uint32_t l = 0; l < 8; ++l) {
+            const uint32_t j = noise_lane(v, l), b = j < used ? c * per_chunk + j / T : c * per_chunk;
+            const uint64_t key = rng_extend(noise->image_key, noise->pos0 + std::min(b, batch - 1));
+            base[size_t{c} * 64 + v * 8 + l] = static_cast<uint32_t>(key) + 2 * (j % T) * N * kGamma32;
+            hi[size_t{c} * 64 + v * 8 + l] = static_cast<uint32_t>(key >> 32);
+          }
+      a.noise_base = base, a.noise_hi = hi, a.noise = noise->form;
+      if (count) nibble_all_columns<true, true, true>(a, ct);
+      else nibble_all_columns<true, false, true>(a, ct);
+    } else if (count) {
+      nibble_all_columns<true, true>(a, ct);
+    } else {
+      nibble_all_columns<true, false>(a, ct);
+    }
   } else {
     valid32.resize(size_t{chunks} * 64);  // (every element written below)
     for (uint32_t c = 0; c < chunks; ++c)
@@ -489,12 +573,16 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulat
       hi = std::max<uint32_t>(hi, mx16[i]);
     }
     stats->saturations += saturations;
-    stats->psum_min = std::min<int64_t>(stats->psum_min, lo);
-    stats->psum_max = std::max<int64_t>(stats->psum_max, hi);
+    // (with noise: lo / hi are u; the range is of floor(a_fx16 / 2^16))
+    const int64_t lo_p = noise ? noise->form->analog(lo) >> kAnalogFracBits : int64_t{lo};
+    const int64_t hi_p = noise ? noise->form->analog(hi) >> kAnalogFracBits : int64_t{hi};
+    stats->psum_min = std::min<int64_t>(stats->psum_min, lo_p);
+    stats->psum_max = std::max<int64_t>(stats->psum_max, hi_p);
   }
 }
 #else
-void BitPlaneCrossbar::accumulate_nibble(const uint64_t*, uint32_t, const PackedAdcLut&, int64_t*, FastStats*) const {}
+void BitPlaneCrossbar::accumulate_nibble(const uint64_t*, uint32_t, const PackedAdcLut&, int64_t*, FastStats*,
+                                         const NoiseCall*) const {}
 #endif
 
 }  // namespace imcsim::kernels

@@ -117,6 +117,14 @@ struct FunctionalEngine::ImcPlan {
     std::vector<int64_t> noise_table;  // noise_fx as a function of the Irwin-Hall sum S (noise only)
     kernels::KernelPath noise_path = kernels::KernelPath::kPortable;  // of the noise sums (native: AVX2)
     std::unique_ptr<kernels::NoiseMvmKernel> noise_kernel;  // fused noise kernel (null: not applicable)
+    // ADC noise on the nibble kernel's affine path (preferred over noise_kernel): the form of u
+    // and the ADC table over u in arithmetic form (docs/fast_kernels.md "ADC noise").
+    std::optional<kernels::AffineNoiseForm> noise_form;
+    std::optional<kernels::AffineAdc> noise_affine;
+    size_t noise_lut_size = 0;
+    static kernels::PackedAdcLut noise_lut(const kernels::AffineAdc* affine, size_t size, kernels::AdcGranularity g) {
+      return kernels::PackedAdcLut{nullptr, 0, size, g, nullptr, 0, affine};
+    }
     // Integer cells and no noise: value_fx and saturation of every partial sum in
     // [lut_min, lut_min + lut_size) per parameter set, through the curve and the analog ADC.
     bool use_lut = false;
@@ -312,10 +320,6 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
         ni->noise_table = kernels::noise_table(nonideal.adc_noise_sigma_lsb);
       }
       ni->noise_path = kernel_;
-      if (nonideal.noise() && !nonideal.transfer() && ni->crossbar->integer_cells())
-        ni->noise_kernel = kernels::NoiseMvmKernel::make(ni->crossbar->levels(), K, N, slices, plan->crossbar.tiles(),
-                                                         plan->groups, plan->input_bits, l->adc,
-                                                         nonideal.adc_noise_sigma_lsb, kernel_);
       const int64_t pbound = ni->crossbar->psum_bound(static_cast<uint32_t>((1u << gbits) - 1));
       if (ni->crossbar->integer_cells() ? pbound >= INT32_MAX : pbound >= (int64_t{1} << 52))
         throw std::invalid_argument(fmt::format("node '{}': partial sums up to {} with stuck-at faults exceed the "
@@ -358,6 +362,34 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
         if (plan->nonideal) {
           // (Both tables cover every reachable partial sum, like the reference's lookups.)
           auto& ni = *plan->nonideal;
+          if (nonideal.noise() && !nonideal.transfer()) {
+            // ADC noise: the nibble kernel's affine path over u (AffineNoiseForm) where the noise
+            // is an integer multiple of the ADC input's units and the table over u has the
+            // arithmetic form, else the fused noise kernel (null where that does not apply).
+            if (plan->fast->path() == kernels::KernelPath::kNative)
+              if (auto form = kernels::AffineNoiseForm::make(ni.noise_sigma, plan->fast->psum_bound())) {
+                const size_t size = static_cast<size_t>(form->u_max + 1);
+                if (size * sets <= kMaxLutEntries) {
+                  std::vector<int64_t> table(size * sets);
+                  for (uint64_t set = 0; set < sets; ++set)
+                    for (size_t u = 0; u < size; ++u) {
+                      const auto r = kernels::adc_convert_analog(l->adc, set, form->analog(static_cast<int64_t>(u)));
+                      table[set * size + u] = r.value_fx * 2 + (r.saturated ? 1 : 0);
+                    }
+                  auto affine = kernels::fit_affine_adc(
+                      kernels::PackedAdcLut{table.data(), 0, size, l->adc.granularity}, sets, form->u_max);
+                  if (affine && plan->fast->serves_affine_noise(ni.noise_lut(&*affine, size, l->adc.granularity))) {
+                    ni.noise_form = *form;
+                    ni.noise_affine = std::move(affine);
+                    ni.noise_lut_size = size;
+                  }
+                }
+              }
+            if (!ni.noise_affine)
+              ni.noise_kernel = kernels::NoiseMvmKernel::make(ni.crossbar->levels(), K, N, slices,
+                                                              plan->crossbar.tiles(), plan->groups, plan->input_bits,
+                                                              l->adc, ni.noise_sigma, kernel_);
+          }
           if (ni.use_lut) {
             ni.fast_lut = pack_adc_lut(ni.lut_value, ni.lut_saturated);
             ni.fast_lut32 = pack_adc_lut32(ni.lut_value, ni.lut_saturated, ni.fast_lut_max);
@@ -422,6 +454,16 @@ FunctionalEngine::~FunctionalEngine() = default;
 const kernels::NonidealCrossbar* FunctionalEngine::nonideal_crossbar(size_t node_index) const {
   const ImcPlan* p = plans_.at(node_index).get();
   return p && p->nonideal ? p->nonideal->crossbar.get() : nullptr;
+}
+
+const char* FunctionalEngine::layer_kernel(size_t node_index) const {
+  const ImcPlan* p = plans_.at(node_index).get();
+  if (!p) return "";
+  if (!p->nonideal) return p->fast && !p->fast_lut.empty() ? "fused" : "row-loop";
+  const auto& ni = *p->nonideal;
+  if (p->fast && !ni.fast_lut.empty()) return "fused";
+  if (p->fast && ni.noise_affine) return "fused-noise-affine";
+  return ni.noise_kernel ? "fused-noise" : "row-loop";
 }
 
 FunctionalEngine::ImcShape FunctionalEngine::imc_shape(size_t node_index) const {
@@ -537,10 +579,12 @@ void finish_position(const auto& plan, const Node& node, std::vector<int64_t>& a
 // The fused fast kernel (docs/fast_kernels.md): output positions in batches of kBatch, split
 // over `threads` threads; per batch the inputs are packed into bit planes, then partial sums,
 // ADC (packed lookup table) and shift-add run in one pass per (tile, slice). Same results and
-// counters as run_imc / run_imc_nonideal with a lookup table.
+// counters as run_imc / run_imc_nonideal with a lookup table. With `noise` (its pos0 ignored:
+// each batch passes its own) the table is over u and the kernel adds each conversion's noise.
 void run_imc_fused(const FunctionalEngine::ImcShape& shape, const auto& plan, const Node& node,
                    std::span<const int32_t> in, std::vector<int32_t>& out_codes, std::vector<double>& out_values,
-                   ImcNodeCounters* counters, const kernels::PackedAdcLut& lut, unsigned threads) {
+                   ImcNodeCounters* counters, const kernels::PackedAdcLut& lut, unsigned threads,
+                   const kernels::NoiseCall* noise = nullptr) {
   const kernels::BitPlaneCrossbar& fast = *plan.fast;
   const uint32_t N = shape.cols_n, G = shape.tiles, P = plan.positions;
   if (node.output_quant.is_float()) out_values.assign(size_t{N} * P, 0.0);
@@ -563,7 +607,8 @@ void run_imc_fused(const FunctionalEngine::ImcShape& shape, const auto& plan, co
         drives[w] += fast.pack_gathered(padded + plan.pos_base[p0 + b], plan.row_offset.data(), u.data() + b * words,
                                         nz.data() + size_t{b} * G, &xsum[b]);
       std::fill(acc.begin(), acc.begin() + size_t{nb} * N, 0);
-      fast.accumulate(u.data(), nz.data(), nb, lut, acc.data(), counters ? &stats[w] : nullptr);
+      const kernels::NoiseCall call = noise ? kernels::NoiseCall{noise->form, noise->image_key, p0} : kernels::NoiseCall{};
+      fast.accumulate(u.data(), nz.data(), nb, lut, acc.data(), counters ? &stats[w] : nullptr, noise ? &call : nullptr);
       write_outputs(plan, node, step, acc.data(), xsum.data(), p0, nb, out_codes, out_values, fast.path());
     }
   });
@@ -717,6 +762,11 @@ void run_imc_nonideal(const FunctionalEngine::ImcShape& shape, const auto& plan,
                                                ni.fast_lut32.empty() ? nullptr : ni.fast_lut32.data(),
                                                ni.fast_lut_max, ni.fast_affine ? &*ni.fast_affine : nullptr},
                          threads);
+  if (plan.fast && ni.noise_affine && !trace && !observer) {
+    const kernels::NoiseCall noise{&*ni.noise_form, kernels::rng_extend(ni.noise_key, image_index), 0};
+    return run_imc_fused(shape, plan, node, in, out_codes, out_values, counters,
+                         ni.noise_lut(&*ni.noise_affine, ni.noise_lut_size, l.adc.granularity), threads, &noise);
+  }
   if (ni.noise_kernel && !trace && !observer)
     return run_imc_noise_fused(shape, plan, node, in, out_codes, out_values, counters,
                                kernels::rng_extend(ni.noise_key, image_index), threads);

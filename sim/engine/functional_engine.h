@@ -90,6 +90,12 @@ class FunctionalEngine {
   // not an IMC layer or no non-ideality is active).
   const kernels::NonidealCrossbar* nonideal_crossbar(size_t node_index) const;
 
+  // The kernel an IMC node's untraced inference takes (docs/fast_kernels.md): "fused" (bit planes
+  // or nibble tables with the ADC table; with a transfer curve only without counters),
+  // "fused-noise-affine" (ADC noise in the nibble kernel's 16-bit lanes), "fused-noise" (the
+  // fused noise kernel), "row-loop" (the reference engine's loop); "" if not an IMC node.
+  const char* layer_kernel(size_t node_index) const;
+
   // Number of output positions P, row tiles G, slices S, input groups T of an IMC node.
   struct ImcShape {
     uint32_t positions = 0, tiles = 0, slices = 0, groups = 0, rows_k = 0, cols_n = 0;

@@ -82,6 +82,34 @@ TEST(NoiseKernel, NoiseTableEqualsDirectFormula) {
   }
 }
 
+TEST(NoiseKernel, AffineNoiseFormByHand) {
+  // sigma 1: K = 2048 = 2^11, u = (p << 5) + S in units of 2^11 (2^-5 LSB), a = 2048 u - 186 2048.
+  auto f = AffineNoiseForm::make(1.0, 384);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->p_shift, 5u);
+  EXPECT_EQ(f->s_mult, 1u);
+  EXPECT_EQ(f->unit, 2048);
+  EXPECT_EQ(f->bias, 186 * 2048);
+  EXPECT_EQ(f->u_max, 384 * 32 + 372);
+  EXPECT_EQ(f->analog((7 << 5) + 186), 7 * 65536);  // S = 186: no noise
+  // sigma 1.5: K = 3072 = 3 2^10: u = (p << 6) + 3 S.
+  f = AffineNoiseForm::make(1.5, 100);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->p_shift, 6u);
+  EXPECT_EQ(f->s_mult, 3u);
+  EXPECT_EQ(f->analog((5 << 6) + 3 * 190), 5 * 65536 + 4 * 3072);  // S = 190: z = 4/32, 1.5 z 2^16 = 12288
+  // sigma 64: K = 2^17: whole LSBs, u = p + 2 S.
+  f = AffineNoiseForm::make(64.0, 100);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->p_shift, 0u);
+  EXPECT_EQ(f->s_mult, 2u);
+  EXPECT_EQ(f->unit, 65536);
+  // Not an integer K, or u beyond the signed 16-bit lanes.
+  EXPECT_FALSE(AffineNoiseForm::make(0.3, 100));
+  EXPECT_TRUE(AffineNoiseForm::make(1.0, 1012));   // 1012 * 32 + 372 = 32756 fits ...
+  EXPECT_FALSE(AffineNoiseForm::make(1.0, 1013));  // ... 1013 * 32 + 372 = 32788 does not
+}
+
 // ---- fused kernel -------------------------------------------------------------------------------
 
 AdcSpec linear_adc(uint32_t bits, uint32_t frac, AdcRounding r, bool signed_codes, AdcGranularity gran, uint64_t sets,
@@ -235,10 +263,11 @@ namespace fs = std::filesystem;
 
 using test::expect_same_counters;
 
-// Every random-layer graph with a one-bit DAC and non-negative cells (the fused kernel's
-// domain; the others take the row loop), ADC noise of two sigmas (the second with stuck-at
-// faults): the native and portable paths, on one and on two threads per image, give the
-// reference path's outputs and counters.
+// Every random-layer graph with a one-bit DAC and non-negative cells (the fused kernels'
+// domain; the others take the row loop), ADC noise of three sigmas (0.8: the fused noise kernel;
+// 1 and 3, whose sigma 2^11 are integers: the nibble kernel's affine noise path where the layer's
+// ADC has the arithmetic form; 3 with stuck-at faults): the native and portable paths, on one and
+// on two threads per image, give the reference path's outputs and counters.
 TEST(NoiseEngine, FastPathsAndThreadsEqualReferencePath) {
   const fs::path dir = fs::path(IMCSIM_SOURCE_DIR) / "tests" / "data" / "random_layers";
   std::ifstream in(dir / "manifest.json");
@@ -246,14 +275,14 @@ TEST(NoiseEngine, FastPathsAndThreadsEqualReferencePath) {
   const auto manifest = nlohmann::json::parse(in);
   std::vector<kernels::KernelPath> paths{kernels::KernelPath::kPortable};
   if (kernels::native_kernels_supported()) paths.push_back(kernels::KernelPath::kNative);
-  size_t checked = 0;
+  size_t checked = 0, affine_layers = 0, fused_layers = 0;
   for (const auto& c : manifest["cases"]) {
     if (!c["nonidealities"].is_null() || c["dac"] != "1" || c["encoding"] == "differential_analog") continue;
     const std::string file = c["file"].get<std::string>();
     SCOPED_TRACE(file);
     const graph::Graph g = graph::load_graph((dir / file).string());
     ASSERT_FALSE(g.golden.empty());
-    for (const double sigma : {0.8, 3.0}) {
+    for (const double sigma : {0.8, 1.0, 3.0}) {
       kernels::NonidealSpec spec;
       spec.adc_noise_sigma_lsb = sigma;
       if (sigma > 1) spec.stuck_at_rate = 0.05;  // faulty cells (still integer levels)
@@ -268,6 +297,13 @@ TEST(NoiseEngine, FastPathsAndThreadsEqualReferencePath) {
                        std::to_string(threads));
           engine::FunctionalEngine eng(g, spec, 11, path);
           eng.set_image_threads(threads);
+          if (path == kernels::KernelPath::kNative && threads == 1)
+            for (size_t i = 0; i < g.nodes.size(); ++i) {
+              const std::string kind = eng.layer_kernel(i);
+              affine_layers += kind == "fused-noise-affine";
+              fused_layers += kind == "fused-noise";
+              if (sigma == 0.8) EXPECT_NE(kind, "fused-noise-affine");  // sigma 2^11 not an integer
+            }
           engine::EngineCounters counters;
           for (size_t i = 0; i < g.golden.size(); ++i) {
             const auto got = eng.infer(g.golden[i].input_codes, &counters, nullptr, nullptr, 7 + i);
@@ -279,7 +315,11 @@ TEST(NoiseEngine, FastPathsAndThreadsEqualReferencePath) {
       ++checked;
     }
   }
-  EXPECT_GE(checked, 40u);
+  EXPECT_GE(checked, 60u);
+  if (kernels::native_kernels_supported()) {
+    EXPECT_GE(affine_layers, 20u);
+    EXPECT_GE(fused_layers, 20u);
+  }
 }
 
 }  // namespace

@@ -53,6 +53,16 @@ NONIDEAL_MODES = {
             "stuck_at_rate": 0.05, "stuck_at_max_fraction": 0.5},
 }
 NONIDEAL_SEED = 7
+# ADC noise whose sigma 2^11 is an integer, on one-bit DACs, linear ADCs and LAYER / COLUMN
+# parameters: the nibble kernel's affine noise path (docs/fast_kernels.md "ADC noise"); last in
+# the corpus, from their own generator, so that the cases above stay as they are.
+NOISE_AFFINE_CASES = [
+    ("offset", "linear_floor", "layer", {"adc_noise_sigma_lsb": 1.0}),
+    ("twos_complement", "linear_half_away_signed", "column", {"adc_noise_sigma_lsb": 0.5}),
+    ("differential_digital", "linear_floor", "column", {"adc_noise_sigma_lsb": 1.5}),
+    ("offset", "linear_half_away_signed", "layer", {"adc_noise_sigma_lsb": 1.0, "stuck_at_rate": 0.1,
+                                                    "stuck_at_max_fraction": 0.5}),
+]
 
 
 def slice_count(encoding, Bw, Bc):
@@ -223,6 +233,19 @@ def generate(out_dir: Path):
             cases.append({"file": name, "encoding": enc, "dac": dac, "adc": adc, "granularity": gran,
                           "tiling": tiling, "nonidealities": settings, "seed": NONIDEAL_SEED})
             idx += 1
+    rng = np.random.default_rng(SEED + 1)
+    for enc, adc, gran, settings in NOISE_AFFINE_CASES:
+        tiling = TILINGS[idx % 2]
+        g, in_shape = make_case(rng, enc, "1", adc, gran, tiling)
+        ni = R.NonIdeal.from_dict(settings)
+        add_goldens(g, rng, in_shape, [3, 11], nonideal=ni, seed=NONIDEAL_SEED)
+        g.provenance.method_settings_json = json.dumps(
+            {"nonidealities": settings, "seed": NONIDEAL_SEED}, sort_keys=True)
+        name = f"rl_{idx:03d}_nonideal_noise_affine_{enc}_{adc}.imcg"
+        save_graph(g, out_dir / name)
+        cases.append({"file": name, "encoding": enc, "dac": "1", "adc": adc, "granularity": gran,
+                      "tiling": tiling, "nonidealities": settings, "seed": NONIDEAL_SEED})
+        idx += 1
     manifest = {"generator": GENERATOR, "seed": SEED, "cases": cases}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
