@@ -1,6 +1,7 @@
 // imcsim_bench_kernels: times the functional engine (bit-exact, ADCs included) on one graph and
 // prints one line of figures: wall and CPU seconds, images/s, effective MAC/s (sum over IMC
-// layers of positions x K x N per image, / wall), peak RSS, and a digest of the results (output
+// layers of positions x K x N per image, / wall), peak RSS, the kernel each IMC layer takes
+// (FunctionalEngine::layer_kernel, counted per kind) and a digest of the results (output
 // codes or predictions and event counters: equal across kernel paths and builds). Driven by
 // scripts/bench_kernels.sh.
 //
@@ -11,6 +12,7 @@
 
 #include <bit>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <cstdio>
 #include <cstring>
@@ -89,6 +91,12 @@ int main(int argc, char** argv) {
       const auto s = eng.imc_shape(i);
       macs += double(s.positions) * s.rows_k * s.cols_n;
     }
+    // Which kernel each IMC layer takes (FunctionalEngine::layer_kernel), as "kind:count,...".
+    std::map<std::string, int> kinds;
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+      if (const std::string k = eng.layer_kernel(i); !k.empty()) ++kinds[k];
+    std::string layer_kernels;
+    for (const auto& [k, count] : kinds) layer_kernels += fmt::format("{}{}:{}", layer_kernels.empty() ? "" : ",", k, count);
     const size_t elems = g.input.shape.elements();
     const uint32_t bits = g.input.quant.bits;
     // Random input codes, drawn before the clock starts (the figures are the simulator's).
@@ -143,12 +151,13 @@ int main(int argc, char** argv) {
     rusage u{};
     getrusage(RUSAGE_SELF, &u);
     fmt::print("graph={} kernel={} images={} threads={} image_threads={} noise={} wall_s={:.4f} cpu_s={:.4f} "
-               "setup_cpu_s={:.3f} setup_wall_s={:.3f} images_per_s={:.2f} gmac_per_s={:.3f} peak_rss_mib={:.1f}{} digest={:016x}\n",
+               "setup_cpu_s={:.3f} setup_wall_s={:.3f} images_per_s={:.2f} gmac_per_s={:.3f} peak_rss_mib={:.1f}{} "
+               "layer_kernels={} digest={:016x}\n",
                graph_file, kernels::kernel_path_name(eng.kernel_path()), images, threads, image_threads, noise, wall,
                cpu, setup_cpu, setup_wall, double(images) / wall, macs * double(images) / wall * 1e-9,
                double(u.ru_maxrss) / 1024.0,
                dataset ? fmt::format(" accuracy={:.4f}", double(correct) / double(images)) : std::string(),
-               digest.value());
+               layer_kernels, digest.value());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "imcsim_bench_kernels: %s\n", e.what());
     return 1;
