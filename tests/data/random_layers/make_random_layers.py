@@ -200,6 +200,17 @@ def add_goldens(g, rng, in_shape, indices, nonideal=None, seed=0):
         raise SystemExit(f"golden self-check failed: {problems[:3]}")
 
 
+def nonideal_case(out_dir, rng, name, enc, dac, adc, gran, tiling, settings, frac=None):
+    """One graph with goldens under the non-idealities `settings` (NONIDEAL_SEED); its manifest entry."""
+    g, in_shape = make_case(rng, enc, dac, adc, gran, tiling, frac_bits=frac)
+    ni = R.NonIdeal.from_dict(settings)
+    add_goldens(g, rng, in_shape, [3, 11], nonideal=ni, seed=NONIDEAL_SEED)
+    g.provenance.method_settings_json = json.dumps({"nonidealities": settings, "seed": NONIDEAL_SEED}, sort_keys=True)
+    save_graph(g, out_dir / name)
+    return {"file": name, "encoding": enc, "dac": dac, "adc": adc, "granularity": gran, "tiling": tiling,
+            "nonidealities": settings, "seed": NONIDEAL_SEED}
+
+
 def generate(out_dir: Path):
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(SEED)
@@ -223,28 +234,13 @@ def generate(out_dir: Path):
             tiling = TILINGS[(m + j) % 2]
             dac = DACS[j % 3]
             frac = 18 if j == 3 else None
-            g, in_shape = make_case(rng, enc, dac, adc, gran, tiling, frac_bits=frac)
-            ni = R.NonIdeal.from_dict(settings)
-            add_goldens(g, rng, in_shape, [3, 11], nonideal=ni, seed=NONIDEAL_SEED)
-            g.provenance.method_settings_json = json.dumps(
-                {"nonidealities": settings, "seed": NONIDEAL_SEED}, sort_keys=True)
-            name = f"rl_{idx:03d}_nonideal_{mode}_{enc}_{adc}.imcg"
-            save_graph(g, out_dir / name)
-            cases.append({"file": name, "encoding": enc, "dac": dac, "adc": adc, "granularity": gran,
-                          "tiling": tiling, "nonidealities": settings, "seed": NONIDEAL_SEED})
+            cases.append(nonideal_case(out_dir, rng, f"rl_{idx:03d}_nonideal_{mode}_{enc}_{adc}.imcg", enc, dac, adc,
+                                       gran, tiling, settings, frac))
             idx += 1
     rng = np.random.default_rng(SEED + 1)
     for enc, adc, gran, settings in NOISE_AFFINE_CASES:
-        tiling = TILINGS[idx % 2]
-        g, in_shape = make_case(rng, enc, "1", adc, gran, tiling)
-        ni = R.NonIdeal.from_dict(settings)
-        add_goldens(g, rng, in_shape, [3, 11], nonideal=ni, seed=NONIDEAL_SEED)
-        g.provenance.method_settings_json = json.dumps(
-            {"nonidealities": settings, "seed": NONIDEAL_SEED}, sort_keys=True)
-        name = f"rl_{idx:03d}_nonideal_noise_affine_{enc}_{adc}.imcg"
-        save_graph(g, out_dir / name)
-        cases.append({"file": name, "encoding": enc, "dac": "1", "adc": adc, "granularity": gran,
-                      "tiling": tiling, "nonidealities": settings, "seed": NONIDEAL_SEED})
+        cases.append(nonideal_case(out_dir, rng, f"rl_{idx:03d}_nonideal_noise_affine_{enc}_{adc}.imcg", enc, "1", adc,
+                                   gran, TILINGS[idx % 2], settings))
         idx += 1
     manifest = {"generator": GENERATOR, "seed": SEED, "cases": cases}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
