@@ -749,7 +749,7 @@ void BitPlaneCrossbar::accumulate(const uint64_t* words, const uint32_t* nonzero
   const uint32_t G = static_cast<uint32_t>(tiles_.size()), S = static_cast<uint32_t>(slices_.size()),
                  T = static_cast<uint32_t>(groups_.size()), N = n_cols_;
   if (noise) {
-    if (!serves_affine_noise(lut))
+    if (!noise->form || !serves_affine_noise(lut, *noise->form))
       throw std::logic_error("BitPlaneCrossbar::accumulate: ADC noise needs the nibble kernel's affine path");
     return accumulate_nibble(words, batch, lut, acc, stats, noise);
   }

@@ -168,12 +168,13 @@ class BitPlaneCrossbar {
   // value_fx(set(g,s,n), p(b,g,s,t,n)), w(s,t) = sign_s sign_t 2^(bitlo_s + bitlo_t);
   // words: [batch][input_words()], nonzero: [batch][G] from pack_inputs. Partial sums must lie
   // in the table's range (the caller sizes it from the cells' bound). Adds to `stats` if set.
-  // With `noise` (needs serves_affine_noise(lut)): the table is over u of noise->form and every
+  // With `noise` (needs serves_affine_noise(lut, *noise->form)): the table is over u of the form and every
   // conversion's u carries its noise; stats then bound floor(a_fx16 / 2^16).
   void accumulate(const uint64_t* words, const uint32_t* nonzero, uint32_t batch, const PackedAdcLut& lut,
                   int64_t* acc, FastStats* stats, const NoiseCall* noise = nullptr) const;
-  // Whether accumulate() takes ADC noise with this table (the native nibble kernel's affine path).
-  bool serves_affine_noise(const PackedAdcLut& lut) const;
+  // Whether accumulate() takes ADC noise of `form` with this table (the native nibble kernel's
+  // affine path; the table's arithmetic form must cover every u up to form.u_max).
+  bool serves_affine_noise(const PackedAdcLut& lut, const AffineNoiseForm& form) const;
 
   // Largest |partial sum| of any tile for any input (sizes lookup tables).
   int64_t psum_bound() const { return psum_bound_; }

@@ -172,8 +172,10 @@ std::optional<AffineNoiseForm> AffineNoiseForm::make(double sigma, int64_t psum_
   return f;
 }
 
-bool BitPlaneCrossbar::serves_affine_noise(const PackedAdcLut& lut) const {
-  return nibble_ok_ && lut.min <= 0 && affine_serves(lut, slices_, psum_bound_, n_cols_);
+bool BitPlaneCrossbar::serves_affine_noise(const PackedAdcLut& lut, const AffineNoiseForm& form) const {
+  return nibble_ok_ && lut.min <= 0 && lut.affine && lut.affine->p_max >= form.u_max &&
+         form.u_max >= (psum_bound_ << form.p_shift) + int64_t{form.s_mult} * kIrwinHallMax &&
+         affine_serves(lut, slices_, psum_bound_, n_cols_);
 }
 
 #if IMCSIM_NIBBLE_X86

@@ -1,7 +1,8 @@
 // Analog non-idealities of an IMC layer (docs/SEMANTICS.md step 5): per-cell stuck-at faults
 // and conductance variation (programmed once per seed), a transfer-curve non-linearity of the
 // bitline value, additive Gaussian noise at the ADC input, and the conversion of the resulting
-// real-valued ADC input. Everything here is exact: a counter-based RNG (splitmix64), integer
+// real-valued ADC input. Everything here is exact: counter-based RNGs (splitmix64 for keys and
+// uniforms, a keyed 32-bit hash for the Gaussian), integer
 // arithmetic and correctly rounded float64 operations in a fixed order, so that the numpy
 // reference (scripts/imcsim_py/reference.py) reproduces every value bit for bit.
 // Plain C++, no SystemC.
@@ -54,7 +55,7 @@ constexpr size_t kMaxTransferPoints = 4096;
 // Returns an empty string if `spec` is valid, else what is wrong (the config names the path).
 std::string validate_nonideal_spec(const NonidealSpec& spec);
 
-// ---- counter-based RNG (splitmix64) --------------------------------------------------------
+// ---- counter-based RNGs (splitmix64; the Gaussian's 32-bit hash below) --------------------------------------------------------
 
 constexpr uint64_t kGamma = 0x9E3779B97F4A7C15ull;  // splitmix64 increment
 
@@ -81,7 +82,8 @@ inline uint64_t rng_key(std::initializer_list<uint64_t> values) {
 
 // The Gaussian stream (docs/SEMANTICS.md step 5): a 32-bit counter-based generator keyed by a
 // 64-bit H. Output i (< 2^32) of stream h: hash32(((lo32(h) + i * kGamma32) mod 2^32) ^ hi32(h)),
-// hash32 a xorshift-multiply finalizer (Wellons' "lowbias32" constants).
+// hash32 a 2-round xorshift-multiply hash (shifts 16, 15, 15; constants from Wellons'
+// hash-prospector, an improved set for his "lowbias32").
 constexpr uint32_t kGamma32 = 0x9E3779B9u;
 inline uint32_t hash32(uint32_t x) {
   x ^= x >> 16;

@@ -263,7 +263,7 @@ MAX_VARIATION_SIGMA = 1.0
 MAX_TRANSFER_ABS = float(1 << 30)
 MAX_TRANSFER_POINTS = 4096
 _GAMMA32 = 0x9E3779B9
-_H1, _H2 = 0x21F0AAAD, 0x735A2D97           # hash32 (Wellons' "lowbias32" constants)
+_H1, _H2 = 0x21F0AAAD, 0x735A2D97           # hash32 (a 2-round xorshift-multiply hash from Wellons' hash-prospector)
 _IH_MASK = np.uint32(0x1F | (0x1F << 10) | (0x1F << 20))
 IRWIN_HALL_MEAN = 186                        # 12 fields of 5 bits: S in [0, 372]
 

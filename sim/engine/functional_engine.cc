@@ -367,22 +367,28 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
             // is an integer multiple of the ADC input's units and the table over u has the
             // arithmetic form, else the fused noise kernel (null where that does not apply).
             if (plan->fast->path() == kernels::KernelPath::kNative)
-              if (auto form = kernels::AffineNoiseForm::make(ni.noise_sigma, plan->fast->psum_bound())) {
+              if (auto form = kernels::AffineNoiseForm::make(ni.noise_sigma, plan->fast->psum_bound());
+                  form && l->adc.granularity != kernels::AdcGranularity::kSliceTileColumn) {
+                // One parameter set at a time (a COLUMN layer's sets need not fit one table).
                 const size_t size = static_cast<size_t>(form->u_max + 1);
-                if (size * sets <= kMaxLutEntries) {
-                  std::vector<int64_t> table(size * sets);
-                  for (uint64_t set = 0; set < sets; ++set)
-                    for (size_t u = 0; u < size; ++u) {
-                      const auto r = kernels::adc_convert_analog(l->adc, set, form->analog(static_cast<int64_t>(u)));
-                      table[set * size + u] = r.value_fx * 2 + (r.saturated ? 1 : 0);
-                    }
-                  auto affine = kernels::fit_affine_adc(
-                      kernels::PackedAdcLut{table.data(), 0, size, l->adc.granularity}, sets, form->u_max);
-                  if (affine && plan->fast->serves_affine_noise(ni.noise_lut(&*affine, size, l->adc.granularity))) {
-                    ni.noise_form = *form;
-                    ni.noise_affine = std::move(affine);
-                    ni.noise_lut_size = size;
+                std::vector<int64_t> table(size);
+                kernels::AffineAdc affine;
+                affine.p_max = form->u_max;
+                for (uint64_t set = 0; set < sets; ++set) {
+                  for (size_t u = 0; u < size; ++u) {
+                    const auto r = kernels::adc_convert_analog(l->adc, set, form->analog(static_cast<int64_t>(u)));
+                    table[u] = r.value_fx * 2 + (r.saturated ? 1 : 0);
                   }
+                  const auto one = kernels::fit_affine_adc(
+                      kernels::PackedAdcLut{table.data(), 0, size, kernels::AdcGranularity::kLayer}, 1, form->u_max);
+                  if (!one) break;
+                  affine.sets.push_back(one->sets[0]);
+                }
+                if (affine.sets.size() == sets &&
+                    plan->fast->serves_affine_noise(ni.noise_lut(&affine, size, l->adc.granularity), *form)) {
+                  ni.noise_form = *form;
+                  ni.noise_affine = std::move(affine);
+                  ni.noise_lut_size = size;
                 }
               }
             if (!ni.noise_affine)

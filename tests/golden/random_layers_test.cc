@@ -106,9 +106,11 @@ TEST_P(RandomLayerTest, EngineMatchesPythonReferenceBitExactly) {
   ASSERT_EQ(engine.kernel_path(), path);
   // The noise_affine cases are built for the nibble kernel's affine noise path: they must take it.
   if (path == kernels::KernelPath::kNative && GetParam().file.find("_noise_affine_") != std::string::npos)
-    for (size_t i = 0; i < g.nodes.size(); ++i)
-      if (std::holds_alternative<graph::ImcLayer>(g.nodes[i].op))
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      if (std::holds_alternative<graph::ImcLayer>(g.nodes[i].op)) {
         EXPECT_STREQ(engine.layer_kernel(i), "fused-noise-affine") << g.nodes[i].name;
+      }
+    }
   engine::EngineCounters counters;
   for (size_t gi = 0; gi < g.golden.size(); ++gi) {
     const auto& gp = g.golden[gi];

@@ -3,13 +3,15 @@
 // block Irwin-Hall sums on every path (incl. the AVX2 one) at many offsets and lengths
 // (vector-chunk edges, tails); the noise table over S for many sigma values; the fused kernel
 // (NoiseMvmKernel) against a direct evaluation on random layers (every ADC kind, rounding,
-// frac_bits, granularity; partial chunks); and the engine's noise mode on the native path, one
+// frac_bits, granularity; partial chunks); the nibble kernel's affine noise path against a
+// direct evaluation; and the engine's noise mode on the native path, one
 // and two threads per image, against the reference path (outputs and event counters) on the
 // random-layer corpus.
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <random>
 #include <vector>
@@ -234,6 +236,138 @@ TEST(NoiseKernel, FusedKernelEqualsDirectEvaluation) {
   }
 }
 
+// ---- the nibble kernel's affine noise path -----------------------------------------------------
+
+// The arithmetic form over u of `adc` under `form` (as the engine builds it), or nullopt.
+std::optional<AffineAdc> affine_over_u(const AdcSpec& adc, uint64_t sets, const AffineNoiseForm& form) {
+  AffineAdc out;
+  out.p_max = form.u_max;
+  std::vector<int64_t> table(static_cast<size_t>(form.u_max + 1));
+  for (uint64_t set = 0; set < sets; ++set) {
+    for (int64_t u = 0; u <= form.u_max; ++u) {
+      const AnalogAdcResult r = adc_convert_analog(adc, set, form.analog(u));
+      table[static_cast<size_t>(u)] = r.value_fx * 2 + (r.saturated ? 1 : 0);
+    }
+    const auto one = fit_affine_adc(PackedAdcLut{table.data(), 0, table.size()}, 1, form.u_max);
+    if (!one) return std::nullopt;
+    out.sets.push_back(one->sets[0]);
+  }
+  return out;
+}
+
+// BitPlaneCrossbar::accumulate with a NoiseCall == a direct evaluation (ProgrammedCrossbar partial
+// sums, noise_fx of gaussian_sample of each position's stream, adc_convert_analog, shift-add) and
+// its counters, for K = sigma 2^11 in {2^10, 2^11, 3 2^10, 2^17} (p_shift 6, 5, 6, 0; s_mult 1,
+// 1, 3, 2), group counts with unused lanes (T = 5, 7), a column tail (N % 4 != 0), LAYER and
+// COLUMN parameters, batches of 64 / 64 / 22 positions at an offset.
+TEST(NoiseKernel, AffineNoisePathEqualsDirectEvaluation) {
+  if (!native_kernels_supported()) GTEST_SKIP() << "the affine noise path is native-only";
+  struct Layer {
+    WeightEncoding encoding;
+    uint32_t weight_bits, cell_bits, input_bits, rows, k, n;
+    AdcGranularity gran;
+  };
+  const Layer layers[] = {
+      {WeightEncoding::kOffset, 8, 2, 8, 128, 260, 6, AdcGranularity::kLayer},
+      {WeightEncoding::kTwosComplement, 6, 3, 5, 64, 150, 5, AdcGranularity::kColumn},
+      {WeightEncoding::kDifferentialDigital, 8, 2, 7, 100, 130, 9, AdcGranularity::kLayer},
+  };
+  std::mt19937_64 rng(21);
+  const uint64_t key = rng_key({4, kStreamAdcNoise, 2, 99});
+  const uint64_t pos_offset = 1000;
+  int served = 0;
+  for (const auto& L : layers) {
+    SCOPED_TRACE(std::string("encoding ") + encoding_name(L.encoding));
+    const int32_t wmax = (1 << (L.weight_bits - 1)) - 1;
+    const int32_t wmin = L.encoding == WeightEncoding::kDifferentialDigital ? -wmax : -wmax - 1;
+    std::vector<int32_t> w(size_t{L.k} * L.n);
+    for (auto& v : w) v = wmin + static_cast<int32_t>(rng() % static_cast<uint64_t>(wmax - wmin + 1));
+    const auto tiles = contiguous_row_tiles(L.k, L.rows);
+    const ProgrammedCrossbar xbar(w, L.k, L.n, L.weight_bits, L.cell_bits, L.encoding, tiles);
+    const auto groups = input_groups(L.input_bits, 1, false);
+    const BitPlaneCrossbar fast(xbar.cells(), L.k, L.n, xbar.slices(), tiles, groups, L.input_bits,
+                                KernelPath::kNative);
+    const uint32_t G = static_cast<uint32_t>(tiles.size()), S = static_cast<uint32_t>(xbar.slices().size()),
+                   T = static_cast<uint32_t>(groups.size()), N = L.n, K = L.k, P = 150;
+    std::vector<int32_t> xs(size_t{P} * K);
+    for (auto& x : xs) x = rng() % 5 == 0 ? 0 : static_cast<int32_t>(rng() % (1u << L.input_bits));
+    std::vector<uint64_t> words(size_t{P} * fast.input_words());
+    std::vector<uint32_t> nonzero(size_t{P} * G);
+    for (uint32_t p = 0; p < P; ++p)
+      fast.pack_inputs(xs.data() + size_t{p} * K, words.data() + p * fast.input_words(), nonzero.data() + p * G);
+    // Partial sums [p][g][s][t][n].
+    std::vector<int64_t> psums(size_t{P} * G * S * T * N);
+    std::vector<uint16_t> u(K);
+    std::vector<int32_t> ps(size_t{S} * N);
+    for (uint32_t p = 0; p < P; ++p)
+      for (uint32_t g = 0; g < G; ++g)
+        for (uint32_t t = 0; t < T; ++t) {
+          for (uint32_t k = 0; k < K; ++k)
+            u[k] = static_cast<uint16_t>(group_value(xs[size_t{p} * K + k], L.input_bits, groups[t]));
+          xbar.partial_sums(g, u, ps);
+          for (uint32_t s = 0; s < S; ++s)
+            for (uint32_t n = 0; n < N; ++n) psums[(((size_t{p} * G + g) * S + s) * T + t) * N + n] = ps[size_t{s} * N + n];
+        }
+    const uint64_t sets = AdcSpec::sets_for(L.gran, G, S, N);
+    for (const double sigma : {0.5, 1.0, 1.5, 64.0}) {
+      const auto form = AffineNoiseForm::make(sigma, fast.psum_bound());
+      ASSERT_TRUE(form) << "sigma " << sigma;
+      for (const AdcRounding rounding : {AdcRounding::kFloor, AdcRounding::kHalfAway}) {
+        SCOPED_TRACE("sigma " + std::to_string(sigma) + (rounding == AdcRounding::kFloor ? " floor" : " half-away"));
+        const AdcSpec adc = linear_adc(6, rounding == AdcRounding::kFloor ? 0 : 2, rounding,
+                                       rounding == AdcRounding::kHalfAway, L.gran, sets, rng, 3, 30);
+        const auto affine = affine_over_u(adc, sets, *form);
+        // (Signed HALF_AWAY tables whose ties fall on u's lattice break the form at 0: ties go
+        // up on the positive side and down on the negative side.)
+        if (rounding == AdcRounding::kFloor) {
+          ASSERT_TRUE(affine);
+        }
+        if (!affine) continue;
+        PackedAdcLut lut{nullptr, 0, static_cast<size_t>(form->u_max + 1), L.gran};
+        lut.affine = &*affine;
+        ASSERT_TRUE(fast.serves_affine_noise(lut, *form));
+        ++served;
+        // Direct evaluation.
+        std::vector<int64_t> want(size_t{P} * N, 0), got(size_t{P} * N, 0), quiet(size_t{P} * N, 0);
+        uint64_t want_sat = 0;
+        int64_t want_lo = INT64_MAX, want_hi = INT64_MIN;
+        for (uint32_t p = 0; p < P; ++p) {
+          const uint64_t pos_key = rng_extend(key, pos_offset + p);
+          for (uint32_t g = 0; g < G; ++g)
+            for (uint32_t s = 0; s < S; ++s)
+              for (uint32_t t = 0; t < T; ++t)
+                for (uint32_t n = 0; n < N; ++n) {
+                  const uint64_t c = ((uint64_t{g} * S + s) * T + t) * N + n;
+                  const int64_t a = psums[size_t{p} * G * S * T * N + c] * 65536 +
+                                    noise_fx(sigma, gaussian_sample(pos_key, c));
+                  const AnalogAdcResult r = adc_convert_analog(adc, adc.set_index(g, s, n, S, N), a);
+                  want[size_t{p} * N + n] += int64_t{xbar.slices()[s].sign} * groups[t].sign *
+                                             (int64_t{1} << (xbar.slices()[s].bit_lo + groups[t].bit_lo)) * r.value_fx;
+                  want_sat += r.saturated;
+                  want_lo = std::min(want_lo, a >> 16);
+                  want_hi = std::max(want_hi, a >> 16);
+                }
+        }
+        FastStats stats;
+        for (uint32_t p0 = 0; p0 < P; p0 += 64) {
+          const uint32_t nb = std::min<uint32_t>(64, P - p0);
+          const NoiseCall call{&*form, key, pos_offset + p0};
+          fast.accumulate(words.data() + p0 * fast.input_words(), nonzero.data() + p0 * G, nb, lut,
+                          got.data() + size_t{p0} * N, &stats, &call);
+          fast.accumulate(words.data() + p0 * fast.input_words(), nonzero.data() + p0 * G, nb, lut,
+                          quiet.data() + size_t{p0} * N, nullptr, &call);
+        }
+        ASSERT_EQ(got, want);
+        EXPECT_EQ(quiet, want);
+        EXPECT_EQ(stats.saturations, want_sat);
+        EXPECT_EQ(stats.psum_min, want_lo);
+        EXPECT_EQ(stats.psum_max, want_hi);
+      }
+    }
+  }
+  EXPECT_GE(served, 14);  // of 24 (layer, sigma, rounding) cases: every FLOOR one and some HALF_AWAY
+}
+
 TEST(NoiseKernel, FusedKernelDeclinesWhatItCannotDo) {
   if (!native_kernels_supported()) GTEST_SKIP() << "the fused noise kernel is native-only";
   const std::vector<int32_t> w(64 * 4, 3);
@@ -302,7 +436,9 @@ TEST(NoiseEngine, FastPathsAndThreadsEqualReferencePath) {
               const std::string kind = eng.layer_kernel(i);
               affine_layers += kind == "fused-noise-affine";
               fused_layers += kind == "fused-noise";
-              if (sigma == 0.8) EXPECT_NE(kind, "fused-noise-affine");  // sigma 2^11 not an integer
+              if (sigma == 0.8) {
+                EXPECT_NE(kind, "fused-noise-affine");  // sigma 2^11 not an integer
+              }
             }
           engine::EngineCounters counters;
           for (size_t i = 0; i < g.golden.size(); ++i) {
