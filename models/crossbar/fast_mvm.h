@@ -83,19 +83,31 @@ struct PackedAdcLut {
 };
 
 // ADC noise in the native nibble kernel (docs/SEMANTICS.md step 5d, docs/fast_kernels.md "ADC
-// noise"). When K = sigma 2^11 is an integer, a conversion's ADC input is a_fx16 = p 2^16 +
-// K (S - 186) = unit u - bias with u = (p << p_shift) + s_mult S, unit = 2^(16 - p_shift),
-// bias = 186 K: a small integer per conversion. The layer's ADC table is then built over u (not
-// p) and fitted to the arithmetic form (PackedAdcLut::affine over u in [0, u_max]).
+// noise"): a conversion's ADC input a_fx16 = p 2^16 + noise(S) is represented by a small
+// integer u = (p << p_shift) + nu(S) with a = unit u - bias on the ADC's result (exactly, or the
+// first input of a block of 2^r inputs over which the result is constant), so the layer's ADC
+// table can be built over u (not p) and fitted to the arithmetic form (PackedAdcLut::affine
+// over u in [0, u_max]). Two forms:
+// - lattice (make): K = sigma 2^11 an integer, noise = K (S - 186) exactly: nu = s_mult S,
+//   unit = 2^min(ctz K, 16), bias = 186 K;
+// - blocked (make_blocked): every input at which the ADC's result changes is a multiple of
+//   2^r (r <= 16): u = a >> r - (noise(0) >> r), nu(S) = #{thresholds <= S} (at most
+//   kMaxThresholds), unit = 2^r, bias = -(noise(0) >> r) 2^r.
 struct AffineNoiseForm {
-  uint32_t p_shift = 0, s_mult = 1;
+  static constexpr size_t kMaxThresholds = 16;
+  uint32_t p_shift = 0, s_mult = 1;     // s_mult 0: nu(S) counts s_thresholds
+  std::vector<uint16_t> s_thresholds;   // ascending
   int64_t unit = 65536, bias = 0;
   int64_t u_max = 0;
-  // The form for sigma and partial sums in [0, psum_bound], or nullopt (K not an integer, or
-  // u_max > 32766: the nibble kernel's signed 16-bit lanes).
+  // The forms for sigma and partial sums in [0, psum_bound], or nullopt (not of that form, or
+  // u_max > 32766: the nibble kernel's signed 16-bit lanes). `sets`: the ADC's parameter sets.
   static std::optional<AffineNoiseForm> make(double sigma, int64_t psum_bound);
-  // The ADC input a_fx16 of u.
+  static std::optional<AffineNoiseForm> make_blocked(double sigma, int64_t psum_bound, const AdcSpec& adc,
+                                                     uint64_t sets);
+  // The ADC input a_fx16 of u (one with u's result).
   int64_t analog(int64_t u) const { return u * unit - bias; }
+  // The largest noise term nu(S).
+  int64_t nu_max() const;
 };
 // One call's noise streams: position pos0 + b uses stream H(image_key, pos0 + b).
 struct NoiseCall {

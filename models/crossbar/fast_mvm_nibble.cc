@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "models/crossbar/fast_mvm.h"
+#include "models/crossbar/noise_kernel.h"
 #include "models/crossbar/nonideal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -172,9 +173,41 @@ std::optional<AffineNoiseForm> AffineNoiseForm::make(double sigma, int64_t psum_
   return f;
 }
 
+int64_t AffineNoiseForm::nu_max() const {
+  return s_mult ? int64_t{s_mult} * kIrwinHallMax : static_cast<int64_t>(s_thresholds.size());
+}
+
+std::optional<AffineNoiseForm> AffineNoiseForm::make_blocked(double sigma, int64_t psum_bound, const AdcSpec& adc,
+                                                             uint64_t sets) {
+  if (psum_bound < 0 || psum_bound > kMaxAffinePsum) return std::nullopt;
+  const std::vector<int64_t> noise = noise_table(sigma);
+  const int64_t a_lo = noise.front(), a_hi = psum_bound * 65536 + noise.back();
+  uint32_t r = 16;
+  for (uint64_t set = 0; set < sets && r > 0; ++set) {
+    const auto points = adc_change_points(adc, set, a_lo, a_hi, 1u << 16);
+    if (!points) return std::nullopt;
+    for (int64_t cp : *points)
+      if (cp != 0) r = std::min<uint32_t>(r, static_cast<uint32_t>(std::countr_zero(static_cast<uint64_t>(cp))));
+  }
+  // nu(S) = (noise(S) >> r) - (noise(0) >> r): a staircase in S (noise is non-decreasing).
+  const int64_t nu0 = noise.front() >> r, steps = (noise.back() >> r) - nu0;
+  if (steps > static_cast<int64_t>(kMaxThresholds)) return std::nullopt;
+  AffineNoiseForm f;
+  f.s_mult = 0;
+  for (uint32_t S = 1; S <= kIrwinHallMax; ++S)
+    for (int64_t v = (noise[S - 1] >> r) + 1; v <= (noise[S] >> r); ++v) f.s_thresholds.push_back(static_cast<uint16_t>(S));
+  f.p_shift = 16 - r;
+  f.unit = int64_t{1} << r;
+  f.bias = -nu0 * f.unit;
+  f.u_max = (psum_bound << f.p_shift) + steps;
+  if (f.u_max > kMaxAffinePsum) return std::nullopt;
+  return f;
+}
+
 bool BitPlaneCrossbar::serves_affine_noise(const PackedAdcLut& lut, const AffineNoiseForm& form) const {
   return nibble_ok_ && lut.min <= 0 && lut.affine && lut.affine->p_max >= form.u_max &&
-         form.u_max >= (psum_bound_ << form.p_shift) + int64_t{form.s_mult} * kIrwinHallMax &&
+         form.u_max >= (psum_bound_ << form.p_shift) + form.nu_max() &&
+         form.s_thresholds.size() <= AffineNoiseForm::kMaxThresholds &&
          affine_serves(lut, slices_, psum_bound_, n_cols_);
 }
 
@@ -279,10 +312,17 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
   __m128i pshift = _mm_setzero_si128();
   __m256i smult = zero;
   bool smult1 = true;
+  uint32_t nthr = 0;  // blocked form: nu(S) = #{j : S > thr[j]}
+  const bool blocked = kNoise && a.noise->s_mult == 0;
+  __m256i thr[kNoise ? AffineNoiseForm::kMaxThresholds : 1];
   if constexpr (kNoise) {
     pshift = _mm_cvtsi32_si128(static_cast<int>(a.noise->p_shift));
     smult = _mm256_set1_epi16(static_cast<int16_t>(a.noise->s_mult));
     smult1 = a.noise->s_mult == 1;
+    if (a.noise->s_mult == 0) {
+      nthr = static_cast<uint32_t>(a.noise->s_thresholds.size());
+      for (uint32_t j = 0; j < nthr; ++j) thr[j] = _mm256_set1_epi16(static_cast<int16_t>(a.noise->s_thresholds[j] - 1));
+    }
   }
   alignas(32) int32_t acc32[NC][64];
   for (uint32_t c = 0; c < a.chunks; ++c) {
@@ -299,7 +339,7 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
       for (uint32_t s = 0; s < a.S; ++s) {
         const uint8_t* tabs[NC];
         for (uint32_t q = 0; q < NC; ++q) tabs[q] = col_base[q] + a.block_offset[size_t{g} * a.S + s];
-        // Noise first (before the partial sums occupy the registers): S of conversion
+        // Noise first (before the partial sums occupy the registers): nu(S), S of conversion
         // ((g S + s) T + t) N + n of each lane's position stream, 16-bit, lanes in order.
         alignas(32) __m256i s16[kNoise ? NC : 1][4];
         if constexpr (kNoise)
@@ -309,7 +349,17 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
             __m256i sums[8];
             gauss::irwin_hall_sums<4>(nb, nh, off, sums);
             gauss::irwin_hall_sums<4>(nb + 4, nh + 4, off, sums + 4);
-            for (uint32_t k = 0; k < 4; ++k) s16[q][k] = _mm256_packus_epi32(sums[2 * k], sums[2 * k + 1]);
+            for (uint32_t k = 0; k < 4; ++k) {
+              __m256i v = _mm256_packus_epi32(sums[2 * k], sums[2 * k + 1]);
+              if (blocked) {  // blocked form: the staircase nu(S)
+                __m256i nu = zero;
+                for (uint32_t j = 0; j < nthr; ++j) nu = _mm256_sub_epi16(nu, _mm256_cmpgt_epi16(v, thr[j]));
+                v = nu;
+              } else if (!smult1) {
+                v = _mm256_mullo_epi16(v, smult);
+              }
+              s16[q][k] = v;  // nu(S)
+            }
           }
         __m256i w[NC][4];
         nibble::psums<NC>(tabs, ic + a.gofs[g], a.row_groups[g], a.flush, w);
@@ -318,10 +368,9 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
         for (uint32_t q = 0; q < NC; ++q) {
           const Col& cl = cols[q];
           if constexpr (kNoise) {
-            // u = (p << p_shift) + s_mult S (lanes past the batch: u = 0, as their p).
+            // u = (p << p_shift) + nu(S) (lanes past the batch: u = 0, as their p).
             for (uint32_t k = 0; k < 4; ++k) {
-              const __m256i u = _mm256_add_epi16(_mm256_sll_epi16(w[q][k], pshift),
-                                                 smult1 ? s16[q][k] : _mm256_mullo_epi16(s16[q][k], smult));
+              const __m256i u = _mm256_add_epi16(_mm256_sll_epi16(w[q][k], pshift), s16[q][k]);
               w[q][k] = full ? u : _mm256_andnot_si256(_mm256_loadu_si256(inv + k), u);
             }
           }

@@ -76,14 +76,6 @@ constexpr uint32_t kMaxShift = 22;               // bucket offsets in 23 bits
 constexpr uint32_t kMaxBucketsPerSet = 1u << 16;
 constexpr size_t kMaxBuckets = size_t{1} << 22;
 
-// Monotone state of the conversion of a (units 2^-16): the code, for a linear ADC clipped to
-// [qmin - 1, qmax + 1] (saturation included).
-int64_t adc_state(const AdcSpec& adc, uint64_t set, int64_t a) {
-  const AnalogAdcResult r = adc_convert_analog(adc, set, a);
-  if (adc.kind == AdcKind::kLinear && r.saturated) return r.code == adc.code_min() ? r.code - 1 : r.code + 1;
-  return r.code;
-}
-
 // Slot k of the four widened 16-bit partial-sum vectors -> lane (as the noiseless nibble kernel).
 uint32_t lane_of_slot(uint32_t k) {
   const uint32_t w = k / 16, e = k % 16, v = w / 2, h = w % 2;
@@ -235,22 +227,11 @@ std::unique_ptr<NoiseMvmKernel> NoiseMvmKernel::make(std::span<const int16_t> ce
     k->mode_ = Mode::kTable;
     max_value = 0;
     const uint64_t sets = AdcSpec::sets_for(adc.granularity, G, S, N);
-    std::vector<int64_t> change;
     for (uint64_t set = 0; set < sets; ++set) {
       // Change points: the first inputs of a higher state, in (a_min, a_max].
-      change.clear();
-      for (int64_t from = a_min;;) {
-        const int64_t s0 = adc_state(adc, set, from);
-        if (adc_state(adc, set, a_max) <= s0) break;
-        int64_t lo = from + 1, hi = a_max;
-        while (lo < hi) {
-          const int64_t mid = lo + (hi - lo) / 2;
-          if (adc_state(adc, set, mid) > s0) hi = mid; else lo = mid + 1;
-        }
-        change.push_back(lo);
-        if (change.size() > kMaxStates - 1) return nullptr;
-        from = lo;
-      }
+      const auto points = adc_change_points(adc, set, a_min, a_max, kMaxStates - 1);
+      if (!points) return nullptr;
+      const std::vector<int64_t>& change = *points;
       // Buckets of 2^shift inputs from base = (first change point) - 1 to the last change point, no
       // wider than the closest two change points: each holds at most one. Inputs outside are
       // clamped to the first / last bucket, beyond every change point.

@@ -143,6 +143,36 @@ AnalogAdcResult adc_convert_analog(const AdcSpec& spec, uint64_t set, int64_t a)
   return {0, 0, false};
 }
 
+namespace {
+// The monotone state of the conversion of a: the code, for a linear ADC widened to [qmin - 1,
+// qmax + 1] (saturation included).
+int64_t adc_state(const AdcSpec& adc, uint64_t set, int64_t a) {
+  const AnalogAdcResult r = adc_convert_analog(adc, set, a);
+  if (adc.kind == AdcKind::kLinear && r.saturated) return r.code == adc.code_min() ? r.code - 1 : r.code + 1;
+  return r.code;
+}
+}  // namespace
+
+std::optional<std::vector<int64_t>> adc_change_points(const AdcSpec& spec, uint64_t set, int64_t a_lo, int64_t a_hi,
+                                                      size_t max_points) {
+  std::vector<int64_t> change;
+  const int64_t top = adc_state(spec, set, a_hi);
+  for (int64_t from = a_lo;;) {
+    const int64_t s0 = adc_state(spec, set, from);
+    if (top <= s0) break;
+    int64_t lo = from + 1, hi = a_hi;  // the first a with a higher state
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (adc_state(spec, set, mid) > s0) hi = mid;
+      else lo = mid + 1;
+    }
+    if (change.size() == max_points) return std::nullopt;
+    change.push_back(lo);
+    from = lo;
+  }
+  return change;
+}
+
 AnalogAdc::AnalogAdc(const AdcSpec& spec)
     : spec_(&spec),
       frac_bits_(spec.frac_bits),

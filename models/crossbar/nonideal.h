@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -171,6 +172,12 @@ struct AnalogAdcResult {
   bool saturated;  // linear ADC only: the unclipped code lay outside [qmin, qmax]
 };
 AnalogAdcResult adc_convert_analog(const AdcSpec& spec, uint64_t set, int64_t a_fx);
+// The ADC inputs a in (a_lo, a_hi] at which the result (value_fx, saturated) of parameter set
+// `set` changes, ascending (the first input of each new result); nullopt if more than
+// max_points. (The result is a monotone function of a: a code, for a linear ADC widened by
+// one on each side for saturation.)
+std::optional<std::vector<int64_t>> adc_change_points(const AdcSpec& spec, uint64_t set, int64_t a_lo, int64_t a_hi,
+                                                      size_t max_points);
 
 // The same conversion, prepared for speed (division by multiplication with a corrected floor,
 // branchless threshold search); equal to adc_convert_analog for every input.

@@ -363,34 +363,40 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
           // (Both tables cover every reachable partial sum, like the reference's lookups.)
           auto& ni = *plan->nonideal;
           if (nonideal.noise() && !nonideal.transfer()) {
-            // ADC noise: the nibble kernel's affine path over u (AffineNoiseForm) where the noise
-            // is an integer multiple of the ADC input's units and the table over u has the
-            // arithmetic form, else the fused noise kernel (null where that does not apply).
-            if (plan->fast->path() == kernels::KernelPath::kNative)
-              if (auto form = kernels::AffineNoiseForm::make(ni.noise_sigma, plan->fast->psum_bound());
-                  form && l->adc.granularity != kernels::AdcGranularity::kSliceTileColumn) {
-                // One parameter set at a time (a COLUMN layer's sets need not fit one table).
-                const size_t size = static_cast<size_t>(form->u_max + 1);
-                std::vector<int64_t> table(size);
-                kernels::AffineAdc affine;
-                affine.p_max = form->u_max;
-                for (uint64_t set = 0; set < sets; ++set) {
-                  for (size_t u = 0; u < size; ++u) {
-                    const auto r = kernels::adc_convert_analog(l->adc, set, form->analog(static_cast<int64_t>(u)));
-                    table[u] = r.value_fx * 2 + (r.saturated ? 1 : 0);
-                  }
-                  const auto one = kernels::fit_affine_adc(
-                      kernels::PackedAdcLut{table.data(), 0, size, kernels::AdcGranularity::kLayer}, 1, form->u_max);
-                  if (!one) break;
-                  affine.sets.push_back(one->sets[0]);
+            // ADC noise: the nibble kernel's affine path over u (AffineNoiseForm: the lattice form,
+            // else the blocked one) where the table over u has the arithmetic form, else the
+            // fused noise kernel (null where that does not apply).
+            // The ADC table over u of `form` in arithmetic form, one parameter set at a time (a
+            // COLUMN layer's sets need not fit one table); false if some set is not of that form.
+            auto take_form = [&](const kernels::AffineNoiseForm& form) {
+              const size_t size = static_cast<size_t>(form.u_max + 1);
+              std::vector<int64_t> table(size);
+              kernels::AffineAdc affine;
+              affine.p_max = form.u_max;
+              for (uint64_t set = 0; set < sets; ++set) {
+                for (size_t u = 0; u < size; ++u) {
+                  const auto r = kernels::adc_convert_analog(l->adc, set, form.analog(static_cast<int64_t>(u)));
+                  table[u] = r.value_fx * 2 + (r.saturated ? 1 : 0);
                 }
-                if (affine.sets.size() == sets &&
-                    plan->fast->serves_affine_noise(ni.noise_lut(&affine, size, l->adc.granularity), *form)) {
-                  ni.noise_form = *form;
-                  ni.noise_affine = std::move(affine);
-                  ni.noise_lut_size = size;
-                }
+                const auto one = kernels::fit_affine_adc(
+                    kernels::PackedAdcLut{table.data(), 0, size, kernels::AdcGranularity::kLayer}, 1, form.u_max);
+                if (!one) return false;
+                affine.sets.push_back(one->sets[0]);
               }
+              if (!plan->fast->serves_affine_noise(ni.noise_lut(&affine, size, l->adc.granularity), form)) return false;
+              ni.noise_form = form;
+              ni.noise_affine = std::move(affine);
+              ni.noise_lut_size = size;
+              return true;
+            };
+            if (plan->fast->path() == kernels::KernelPath::kNative &&
+                l->adc.granularity != kernels::AdcGranularity::kSliceTileColumn) {
+              const int64_t fast_bound = plan->fast->psum_bound();
+              const auto lattice = kernels::AffineNoiseForm::make(ni.noise_sigma, fast_bound);
+              if (!(lattice && take_form(*lattice)))
+                if (const auto blocked = kernels::AffineNoiseForm::make_blocked(ni.noise_sigma, fast_bound, l->adc, sets))
+                  take_form(*blocked);
+            }
             if (!ni.noise_affine)
               ni.noise_kernel = kernels::NoiseMvmKernel::make(ni.crossbar->levels(), K, N, slices,
                                                               plan->crossbar.tiles(), plan->groups, plan->input_bits,
