@@ -347,8 +347,7 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
             const uint32_t elem = ((g * a.S + s) * a.T) * a.N + n0 + q;
             const __m256i off = _mm256_set1_epi32(static_cast<int32_t>(2 * elem * kGamma32));
             __m256i sums[8];
-            gauss::irwin_hall_sums<4>(nb, nh, off, sums);
-            gauss::irwin_hall_sums<4>(nb + 4, nh + 4, off, sums + 4);
+            for (uint32_t v = 0; v < 8; v += 2) gauss::irwin_hall_sums<2>(nb + v, nh + v, off, sums + v);
             for (uint32_t k = 0; k < 4; ++k) {
               __m256i v = _mm256_packus_epi32(sums[2 * k], sums[2 * k + 1]);
               if (blocked) {  // blocked form: the staircase nu(S)

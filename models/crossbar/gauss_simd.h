@@ -37,8 +37,9 @@ IMCSIM_AVX2_INLINE __m256i irwin_hall_pair(__m256i w0, __m256i w1) {
   const __m256i a = _mm256_add_epi32(_mm256_and_si256(w0, m), _mm256_and_si256(_mm256_srli_epi32(w0, 5), m));
   const __m256i b = _mm256_add_epi32(_mm256_and_si256(w1, m), _mm256_and_si256(_mm256_srli_epi32(w1, 5), m));
   const __m256i p = _mm256_add_epi32(a, b);
-  const __m256i s = _mm256_add_epi32(_mm256_add_epi32(p, _mm256_srli_epi32(p, 10)), _mm256_srli_epi32(p, 20));
-  return _mm256_and_si256(s, _mm256_set1_epi32(0x3FF));
+  // p (1 + 2^10 + 2^20) holds the three slots' sum (<= 372) in bits 20-29 (no carries into them).
+  const __m256i s = _mm256_mullo_epi32(p, _mm256_set1_epi32(1 | (1 << 10) | (1 << 20)));
+  return _mm256_srli_epi32(_mm256_slli_epi32(s, 2), 22);
 }
 
 // The Irwin-Hall sums of kN vectors of elements: lane l of vector v is element n of stream
