@@ -346,10 +346,10 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
           for (uint32_t q = 0; q < NC; ++q) {
             const uint32_t elem = ((g * a.S + s) * a.T) * a.N + n0 + q;
             const __m256i off = _mm256_set1_epi32(static_cast<int32_t>(2 * elem * kGamma32));
-            __m256i sums[8];
-            for (uint32_t v = 0; v < 8; v += 2) gauss::irwin_hall_sums<2>(nb + v, nh + v, off, sums + v);
             for (uint32_t k = 0; k < 4; ++k) {
-              __m256i v = _mm256_packus_epi32(sums[2 * k], sums[2 * k + 1]);
+              __m256i sums[2];
+              gauss::irwin_hall_sums<2>(nb + 2 * k, nh + 2 * k, off, sums);
+              __m256i v = _mm256_packus_epi32(sums[0], sums[1]);
               if (blocked) {  // blocked form: the staircase nu(S)
                 __m256i nu = zero;
                 for (uint32_t j = 0; j < nthr; ++j) nu = _mm256_sub_epi16(nu, _mm256_cmpgt_epi16(v, thr[j]));
