@@ -455,10 +455,10 @@ template <int kMode, bool kCount>
           // The noise of the 64 lanes first (independent of the partial sums: long dependency
           // chains the out-of-order core overlaps across slot groups), then their conversions.
           alignas(32) int32_t nzbuf[64];
-          for (uint32_t q0 = 0; q0 < 8; q0 += 4) {
-            __m256i sums[4];
-            gauss::irwin_hall_sums<4>(zb + q0, zh + q0, zoff, sums);
-            for (uint32_t h = 0; h < 4; ++h) {
+          for (uint32_t q0 = 0; q0 < 8; q0 += 2) {
+            __m256i sums[2];
+            gauss::irwin_hall_sums<2>(zb + q0, zh + q0, zoff, sums);  // (four hash chains: no spills)
+            for (uint32_t h = 0; h < 2; ++h) {
               const __m256i nz = R.noise_int != 0  // sigma 2^11 an integer: (S - 186) sigma 2^11 exactly
                                      ? _mm256_sub_epi32(_mm256_mullo_epi32(sums[h], kint), kint_bias)
                                      : _mm256_i32gather_epi32(R.noise_values, sums[h], 4);
