@@ -84,28 +84,44 @@ struct PackedAdcLut {
 
 // ADC noise in the native nibble kernel (docs/SEMANTICS.md step 5d, docs/fast_kernels.md "ADC
 // noise"): a conversion's ADC input a_fx16 = p 2^16 + noise(S) is represented by a small
-// integer u = (p << p_shift) + nu(S) with a = unit u - bias on the ADC's result (exactly, or the
-// first input of a block of 2^r inputs over which the result is constant), so the layer's ADC
-// table can be built over u (not p) and fitted to the arithmetic form (PackedAdcLut::affine
-// over u in [0, u_max]). Two forms:
-// - lattice (make): K = sigma 2^11 an integer, noise = K (S - 186) exactly: nu = s_mult S,
-//   unit = 2^min(ctz K, 16), bias = 186 K;
-// - blocked (make_blocked): every input at which the ADC's result changes is a multiple of
-//   2^r (r <= 16): u = a >> r - (noise(0) >> r), nu(S) = #{thresholds <= S} (at most
-//   kMaxThresholds), unit = 2^r, bias = -(noise(0) >> r) 2^r.
+// integer u = (min(p, p_clamp) << p_shift) + nu(S) that determines the ADC's result, so the
+// layer's ADC table can be built over u (not p) and fitted to the arithmetic form
+// (PackedAdcLut::affine over u in [0, u_max]). With t = u + nu0 (nu0 = -nu_offset):
+// - lattice form (make): K = sigma 2^11 an integer, noise = K (S - 186) exactly, nu = s_mult S,
+//   a = t 2^r (r = min(ctz K, 16), p_shift = 16 - r);
+// - blocked form (make_blocked): every input at which the ADC's result changes is a multiple
+//   of 2^r (r <= 16), so only t = a >> r matters (p_shift = 16 - r); or, "half" blocks, every
+//   such input is m 2^r or m 2^r + 1 (a HALF_AWAY ADC's ties below zero), and t = 2 (a >> r) +
+//   [a mod 2^r != 0] (p_shift = 17 - r). nu(S) is then a staircase in S: #{thresholds <= S}
+//   (at most kMaxThresholds), or value_step code(S) in the arithmetic form of an ADC table over
+//   S (nu_affine; half blocks: t = floor(noise / 2^r) + ceil(noise / 2^r), one form each).
+// In every form floor(a / 2^16) = min(p, ...) + ((nu(S) - nu_offset) >> p_shift) for unclamped p,
+// and partial sums above p_clamp (every conversion there has the ADC's top result whatever its
+// noise) enter u as p_clamp, which keeps u narrow where the ADC's range is small against the
+// partial sums.
 struct AffineNoiseForm {
   static constexpr size_t kMaxThresholds = 16;
-  uint32_t p_shift = 0, s_mult = 1;     // s_mult 0: nu(S) counts s_thresholds
-  std::vector<uint16_t> s_thresholds;   // ascending
-  int64_t unit = 65536, bias = 0;
+  uint32_t r = 16, p_shift = 0;
+  bool half = false;
+  uint32_t s_mult = 1;                      // lattice: nu = s_mult S; 0: the blocked form
+  std::vector<uint16_t> s_thresholds;       // blocked: nu(S) = #{j : S >= s_thresholds[j]}, or
+  std::optional<AffineAdc::Set> nu_affine;  //          nu(S) = value_step code(S) in this form
+  std::optional<AffineAdc::Set> nu_affine2; //          (half blocks: plus the ceiling part's)
+  int64_t nu_offset = 0;                    // -nu0
+  int64_t p_clamp = 0;
   int64_t u_max = 0;
-  // The forms for sigma and partial sums in [0, psum_bound], or nullopt (not of that form, or
-  // u_max > 32766: the nibble kernel's signed 16-bit lanes). `sets`: the ADC's parameter sets.
-  static std::optional<AffineNoiseForm> make(double sigma, int64_t psum_bound);
+  // The forms for sigma, partial sums in [0, psum_bound] and the ADC `adc` (`sets` parameter
+  // sets), or nullopt (not of that form, or u_max > 32766: the nibble kernel's signed 16-bit
+  // lanes).
+  static std::optional<AffineNoiseForm> make(double sigma, int64_t psum_bound, const AdcSpec& adc, uint64_t sets);
   static std::optional<AffineNoiseForm> make_blocked(double sigma, int64_t psum_bound, const AdcSpec& adc,
                                                      uint64_t sets);
-  // The ADC input a_fx16 of u (one with u's result).
-  int64_t analog(int64_t u) const { return u * unit - bias; }
+  // An ADC input a_fx16 with u's result.
+  int64_t analog(int64_t u) const {
+    const int64_t t = u - nu_offset;
+    if (!half) return t * (int64_t{1} << r);
+    return (t >> 1) * (int64_t{1} << r) + (t & 1);
+  }
   // The largest noise term nu(S).
   int64_t nu_max() const;
 };

@@ -133,10 +133,11 @@ int64_t slice_shift_sum(const std::vector<WeightSlice>& slices) {
 }
 
 // Whether the affine path serves `lut`: sets per column shared by tiles and slices, covering
-// every partial sum, and one tile's shifted codes within a signed 16-bit lane.
-bool affine_serves(const PackedAdcLut& lut, const std::vector<WeightSlice>& slices, int64_t psum_bound,
+// every input up to `p_needed` (the partial sums' bound, or u_max with noise), and one tile's
+// shifted codes within a signed 16-bit lane.
+bool affine_serves(const PackedAdcLut& lut, const std::vector<WeightSlice>& slices, int64_t p_needed,
                    uint32_t n_cols) {
-  if (!lut.affine || lut.affine->p_max < psum_bound) return false;
+  if (!lut.affine || lut.affine->p_max < p_needed) return false;
   const size_t want = lut.granularity == AdcGranularity::kLayer ? 1 : lut.granularity == AdcGranularity::kColumn
                                                                           ? n_cols : 0;
   if (want == 0 || lut.affine->sets.size() != want) return false;
@@ -155,26 +156,58 @@ bool BitPlaneCrossbar::nibble_serves(const PackedAdcLut& lut) const {
          lut.max_abs_value * slice_shift_sum(slices_) * static_cast<int64_t>(tiles_.size()) < (int64_t{1} << 31);
 }
 
-std::optional<AffineNoiseForm> AffineNoiseForm::make(double sigma, int64_t psum_bound) {
+namespace {
+// Partial sums from p_clamp on give every conversion the ADC's top result (a = p 2^16 + noise >=
+// the last input at which the result changes, for every parameter set and noise): u clamps p
+// there, which keeps u narrow for ADCs whose range is small against the partial sums. Sets
+// f.p_clamp and f.u_max; false if u does not fit the kernel's lanes or the ADC has too many
+// change points. `change_points`: those of every set over the reachable range, if known.
+bool limit_u(AffineNoiseForm& f, const std::vector<int64_t>& noise, int64_t psum_bound, const AdcSpec& adc,
+             uint64_t sets, const std::vector<int64_t>* top_points = nullptr) {
+  const int64_t a_lo = noise.front(), a_hi = psum_bound * 65536 + noise.back();
+  int64_t top = a_lo;
+  if (top_points) {
+    for (int64_t cp : *top_points) top = std::max(top, cp);
+  } else {
+    for (uint64_t set = 0; set < sets; ++set) {
+      const auto points = adc_change_points(adc, set, a_lo, a_hi, 1u << 16);
+      if (!points) return false;
+      if (!points->empty()) top = std::max(top, points->back());
+    }
+  }
+  f.p_clamp = std::clamp<int64_t>((top - a_lo + 65535) / 65536, 0, psum_bound);
+  f.u_max = (f.p_clamp << f.p_shift) + f.nu_max();
+  return f.u_max <= kMaxAffinePsum;
+}
+}  // namespace
+
+std::optional<AffineNoiseForm> AffineNoiseForm::make(double sigma, int64_t psum_bound, const AdcSpec& adc,
+                                                     uint64_t sets) {
   const double k11 = sigma * 2048.0;
   if (!(k11 >= 1 && k11 <= 1048576 && k11 == std::floor(k11)) || psum_bound < 0 || psum_bound > kMaxAffinePsum)
     return std::nullopt;
   const int64_t K = static_cast<int64_t>(k11);
+  const std::vector<int64_t> noise = noise_table(sigma);
   for (uint32_t S = 0; S <= kIrwinHallMax; ++S)  // (S - 186) K is the definition's noise_fx
-    if ((static_cast<int64_t>(S) - kIrwinHallMean) * K != noise_fx(sigma, gaussian_z(S))) return std::nullopt;
+    if ((static_cast<int64_t>(S) - kIrwinHallMean) * K != noise[S]) return std::nullopt;
   AffineNoiseForm f;
-  const uint32_t g2 = std::min<uint32_t>(static_cast<uint32_t>(std::countr_zero(static_cast<uint64_t>(K))), 16);
-  f.p_shift = 16 - g2;
-  f.s_mult = static_cast<uint32_t>(K >> g2);
-  f.unit = int64_t{1} << g2;
-  f.bias = K * kIrwinHallMean;
-  f.u_max = (psum_bound << f.p_shift) + int64_t{f.s_mult} * kIrwinHallMax;
-  if (f.u_max > kMaxAffinePsum) return std::nullopt;
-  return f;
+  f.r = std::min<uint32_t>(static_cast<uint32_t>(std::countr_zero(static_cast<uint64_t>(K))), 16);
+  f.p_shift = 16 - f.r;
+  f.s_mult = static_cast<uint32_t>(K >> f.r);
+  f.nu_offset = int64_t{f.s_mult} * kIrwinHallMean;
+  // (u without clamping first: most layers fit, and then no change points are needed)
+  f.p_clamp = psum_bound;
+  f.u_max = (psum_bound << f.p_shift) + f.nu_max();
+  if (f.u_max <= kMaxAffinePsum || limit_u(f, noise, psum_bound, adc, sets)) return f;
+  return std::nullopt;
 }
 
 int64_t AffineNoiseForm::nu_max() const {
-  return s_mult ? int64_t{s_mult} * kIrwinHallMax : static_cast<int64_t>(s_thresholds.size());
+  if (s_mult) return int64_t{s_mult} * kIrwinHallMax;
+  if (nu_affine)
+    return nu_affine->value_step * nu_affine->code_max +
+           (nu_affine2 ? nu_affine2->value_step * nu_affine2->code_max : 0);
+  return static_cast<int64_t>(s_thresholds.size());
 }
 
 std::optional<AffineNoiseForm> AffineNoiseForm::make_blocked(double sigma, int64_t psum_bound, const AdcSpec& adc,
@@ -182,33 +215,58 @@ std::optional<AffineNoiseForm> AffineNoiseForm::make_blocked(double sigma, int64
   if (psum_bound < 0 || psum_bound > kMaxAffinePsum) return std::nullopt;
   const std::vector<int64_t> noise = noise_table(sigma);
   const int64_t a_lo = noise.front(), a_hi = psum_bound * 65536 + noise.back();
-  uint32_t r = 16;
-  for (uint64_t set = 0; set < sets && r > 0; ++set) {
+  // r_whole: every change point a multiple of 2^r; r_half: each one m 2^r or m 2^r + 1.
+  uint32_t r_whole = 16, r_half = 16;
+  std::vector<int64_t> tops;  // each set's last change point
+  auto ctz = [](int64_t v) { return v == 0 ? 64u : static_cast<uint32_t>(std::countr_zero(static_cast<uint64_t>(v))); };
+  for (uint64_t set = 0; set < sets; ++set) {
     const auto points = adc_change_points(adc, set, a_lo, a_hi, 1u << 16);
     if (!points) return std::nullopt;
-    for (int64_t cp : *points)
-      if (cp != 0) r = std::min<uint32_t>(r, static_cast<uint32_t>(std::countr_zero(static_cast<uint64_t>(cp))));
+    for (int64_t cp : *points) {
+      r_whole = std::min(r_whole, ctz(cp));
+      r_half = std::min(r_half, ctz(cp & 1 ? cp - 1 : cp));
+    }
+    if (!points->empty()) tops.push_back(points->back());
   }
-  // nu(S) = (noise(S) >> r) - (noise(0) >> r): a staircase in S (noise is non-decreasing).
-  const int64_t nu0 = noise.front() >> r, steps = (noise.back() >> r) - nu0;
-  if (steps > static_cast<int64_t>(kMaxThresholds)) return std::nullopt;
   AffineNoiseForm f;
   f.s_mult = 0;
-  for (uint32_t S = 1; S <= kIrwinHallMax; ++S)
-    for (int64_t v = (noise[S - 1] >> r) + 1; v <= (noise[S] >> r); ++v) f.s_thresholds.push_back(static_cast<uint16_t>(S));
-  f.p_shift = 16 - r;
-  f.unit = int64_t{1} << r;
-  f.bias = -nu0 * f.unit;
-  f.u_max = (psum_bound << f.p_shift) + steps;
-  if (f.u_max > kMaxAffinePsum) return std::nullopt;
+  f.half = r_half >= 1 && r_half > r_whole + 1;  // (half blocks: one bit more per u, 2^(r_half - r_whole) coarser)
+  f.r = f.half ? r_half : r_whole;
+  f.p_shift = (f.half ? 17 : 16) - f.r;
+  // t(S) = noise(S) >> r, or 2 (noise(S) >> r) + [noise(S) mod 2^r != 0]: a staircase in S.
+  auto t_of = [&](int64_t n) {
+    return f.half ? 2 * (n >> f.r) + ((n & ((int64_t{1} << f.r) - 1)) != 0 ? 1 : 0) : n >> f.r;
+  };
+  const int64_t nu0 = t_of(noise.front()), steps = t_of(noise.back()) - nu0;
+  f.nu_offset = -nu0;
+  if (steps <= static_cast<int64_t>(kMaxThresholds)) {
+    for (uint32_t S = 1; S <= kIrwinHallMax; ++S)
+      for (int64_t v = t_of(noise[S - 1]) + 1; v <= t_of(noise[S]); ++v) f.s_thresholds.push_back(static_cast<uint16_t>(S));
+  } else {
+    // Many steps: nu(S) in the arithmetic form of an ADC table (fit_affine_adc over S, verified
+    // on every S), one multiply-high per 16 lanes. Half blocks: t = floor(noise / 2^r) +
+    // ceil(noise / 2^r), the two staircases in two such forms (nu_affine, nu_affine2), summed.
+    auto fit_staircase = [](auto&& value_of) -> std::optional<AffineAdc::Set> {
+      std::vector<int64_t> table(kIrwinHallMax + 1);
+      for (uint32_t S = 0; S <= kIrwinHallMax; ++S) table[S] = (value_of(S) - value_of(0)) * 2;
+      const auto fit = fit_affine_adc(PackedAdcLut{table.data(), 0, table.size()}, 1, kIrwinHallMax);
+      if (!fit || fit->sets[0].value_base != 0 || fit->sets[0].value_step * fit->sets[0].code_max > kMaxAffinePsum / 2)
+        return std::nullopt;
+      return fit->sets[0];
+    };
+    const uint32_t r = f.r;
+    f.nu_affine = fit_staircase([&](uint32_t S) { return f.half ? noise[S] >> r : t_of(noise[S]); });
+    if (f.half) f.nu_affine2 = fit_staircase([&](uint32_t S) { return -((-noise[S]) >> r); });
+    if (!f.nu_affine || (f.half && !f.nu_affine2)) return std::nullopt;
+  }
+  if (!limit_u(f, noise, psum_bound, adc, sets, &tops)) return std::nullopt;
   return f;
 }
 
 bool BitPlaneCrossbar::serves_affine_noise(const PackedAdcLut& lut, const AffineNoiseForm& form) const {
-  return nibble_ok_ && lut.min <= 0 && lut.affine && lut.affine->p_max >= form.u_max &&
-         form.u_max >= (psum_bound_ << form.p_shift) + form.nu_max() &&
-         form.s_thresholds.size() <= AffineNoiseForm::kMaxThresholds &&
-         affine_serves(lut, slices_, psum_bound_, n_cols_);
+  return nibble_ok_ && lut.min <= 0 && form.p_clamp >= 0 && form.p_clamp <= psum_bound_ &&
+         form.u_max >= (form.p_clamp << form.p_shift) + form.nu_max() && form.p_shift <= 16 &&
+         form.s_thresholds.size() <= AffineNoiseForm::kMaxThresholds && affine_serves(lut, slices_, form.u_max, n_cols_);
 }
 
 #if IMCSIM_NIBBLE_X86
@@ -265,6 +323,7 @@ constexpr uint32_t noise_lane(uint32_t v, uint32_t l) { return (v / 2) * 16 + (v
 
 struct NibbleCounters {
   __m256i sat32, min16, max16, min32, max32;
+  __m256i smin16, smax16;  // ADC noise: floor(a / 2^16) as signed 16-bit
 };
 
 // Folds one column's lanes of chunk c into the positions' accumulators: acc += scale *
@@ -277,6 +336,30 @@ inline void fold_lanes(const NibbleArgs& a, uint32_t c, uint32_t n, const int32_
     a.acc[size_t{c * a.per_chunk + bl} * a.N + n] += scale * sum + base;
   }
 }
+
+// value_step code(x) of an AffineAdc::Set on 16 lanes (the ADC conversion of affine_columns).
+struct StaircaseForm {
+  __m256i mult, off, cmax, pclamp, step;
+  __m128i in, out;
+  bool negative, step1;
+  IMCSIM_AVX2_INLINE static StaircaseForm of(const AffineAdc::Set& s) {
+    return {_mm256_set1_epi16(static_cast<int16_t>(s.mult)),
+            _mm256_set1_epi16(static_cast<int16_t>(s.offset < 0 ? -s.offset : s.offset)),
+            _mm256_set1_epi16(static_cast<int16_t>(s.code_max)),
+            _mm256_set1_epi16(static_cast<int16_t>(s.p_clamp)),
+            _mm256_set1_epi16(static_cast<int16_t>(s.value_step)),
+            _mm_cvtsi32_si128(s.in_shift),
+            _mm_cvtsi32_si128(s.out_shift),
+            s.offset < 0,
+            s.value_step == 1};
+  }
+  IMCSIM_AVX2_INLINE __m256i eval(__m256i x) const {
+    const __m256i xs = _mm256_sll_epi16(_mm256_min_epu16(x, pclamp), in);
+    const __m256i y = negative ? _mm256_subs_epu16(xs, off) : _mm256_add_epi16(xs, off);
+    const __m256i code = _mm256_min_epu16(_mm256_srl_epi16(_mm256_mulhi_epu16(y, mult), out), cmax);
+    return step1 ? code : _mm256_mullo_epi16(code, step);
+  }
+};
 
 // Columns n0 .. n0 + NC - 1 with the ADC in arithmetic form.
 template <uint32_t NC, bool kCount, bool kNoise>
@@ -314,8 +397,15 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
   bool smult1 = true;
   uint32_t nthr = 0;  // blocked form: nu(S) = #{j : S > thr[j]}
   const bool blocked = kNoise && a.noise->s_mult == 0;
+  // blocked form with many steps: nu(S) = value_step code(S), code in the arithmetic form
+  std::optional<StaircaseForm> nu1, nu2;  // nu(S) in arithmetic form (half blocks: floor + ceiling parts)
   __m256i thr[kNoise ? AffineNoiseForm::kMaxThresholds : 1];
+  __m256i pclampv = zero, bias_units = zero;
+  bool clamp = false;
   if constexpr (kNoise) {
+    clamp = a.noise->p_clamp < a.psum_bound;
+    pclampv = _mm256_set1_epi16(static_cast<int16_t>(a.noise->p_clamp));
+    bias_units = _mm256_set1_epi16(static_cast<int16_t>(a.noise->nu_offset));
     pshift = _mm_cvtsi32_si128(static_cast<int>(a.noise->p_shift));
     smult = _mm256_set1_epi16(static_cast<int16_t>(a.noise->s_mult));
     smult1 = a.noise->s_mult == 1;
@@ -323,6 +413,8 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
       nthr = static_cast<uint32_t>(a.noise->s_thresholds.size());
       for (uint32_t j = 0; j < nthr; ++j) thr[j] = _mm256_set1_epi16(static_cast<int16_t>(a.noise->s_thresholds[j] - 1));
     }
+    if (const auto& na = a.noise->nu_affine) nu1 = StaircaseForm::of(*na);
+    if (const auto& na2 = a.noise->nu_affine2) nu2 = StaircaseForm::of(*na2);
   }
   alignas(32) int32_t acc32[NC][64];
   for (uint32_t c = 0; c < a.chunks; ++c) {
@@ -350,7 +442,11 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
               __m256i sums[2];
               gauss::irwin_hall_sums<2>(nb + 2 * k, nh + 2 * k, off, sums);
               __m256i v = _mm256_packus_epi32(sums[0], sums[1]);
-              if (blocked) {  // blocked form: the staircase nu(S)
+              if (nu1) {  // blocked form, many steps: nu(S) in arithmetic form
+                const __m256i sv = v;
+                v = nu1->eval(sv);
+                if (nu2) v = _mm256_add_epi16(v, nu2->eval(sv));
+              } else if (blocked) {  // blocked form: the staircase nu(S) by its thresholds
                 __m256i nu = zero;
                 for (uint32_t j = 0; j < nthr; ++j) nu = _mm256_sub_epi16(nu, _mm256_cmpgt_epi16(v, thr[j]));
                 v = nu;
@@ -367,9 +463,22 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
         for (uint32_t q = 0; q < NC; ++q) {
           const Col& cl = cols[q];
           if constexpr (kNoise) {
-            // u = (p << p_shift) + nu(S) (lanes past the batch: u = 0, as their p).
+            // u = (min(p, p_clamp) << p_shift) + nu(S) (lanes past the batch: u = 0, as their p).
             for (uint32_t k = 0; k < 4; ++k) {
-              const __m256i u = _mm256_add_epi16(_mm256_sll_epi16(w[q][k], pshift), s16[q][k]);
+              if constexpr (kCount) {
+                // floor(a / 2^16) = p + ((nu - nu_offset) >> p_shift) (AffineNoiseForm)
+                const __m256i v = _mm256_add_epi16(w[q][k], _mm256_sra_epi16(_mm256_sub_epi16(s16[q][k], bias_units), pshift));
+                if (full) {
+                  ct.smin16 = _mm256_min_epi16(ct.smin16, v);
+                  ct.smax16 = _mm256_max_epi16(ct.smax16, v);
+                } else {
+                  const __m256i m = _mm256_loadu_si256(inv + k);
+                  ct.smin16 = _mm256_min_epi16(ct.smin16, _mm256_blendv_epi8(v, _mm256_set1_epi16(32767), m));
+                  ct.smax16 = _mm256_max_epi16(ct.smax16, _mm256_blendv_epi8(v, _mm256_set1_epi16(-32768), m));
+                }
+              }
+              const __m256i p = clamp ? _mm256_min_epu16(w[q][k], pclampv) : w[q][k];
+              const __m256i u = _mm256_add_epi16(_mm256_sll_epi16(p, pshift), s16[q][k]);
               w[q][k] = full ? u : _mm256_andnot_si256(_mm256_loadu_si256(inv + k), u);
             }
           }
@@ -387,8 +496,10 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
                 const __m256i low = _mm256_cmpgt_epi16(cl.sat_lo, w[q][k]);
                 sat16 = _mm256_sub_epi16(sat16, full ? low : _mm256_andnot_si256(_mm256_loadu_si256(inv + k), low));
               }
-              ct.min16 = _mm256_min_epu16(ct.min16, full ? w[q][k] : _mm256_or_si256(w[q][k], _mm256_loadu_si256(inv + k)));
-              ct.max16 = _mm256_max_epu16(ct.max16, w[q][k]);
+              if constexpr (!kNoise) {  // (with noise: the range of floor(a / 2^16) above)
+                ct.min16 = _mm256_min_epu16(ct.min16, full ? w[q][k] : _mm256_or_si256(w[q][k], _mm256_loadu_si256(inv + k)));
+                ct.max16 = _mm256_max_epu16(ct.max16, w[q][k]);
+              }
             }
           }
         }
@@ -558,9 +669,11 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulat
   for (uint32_t j = 0; j < 64; ++j) lane_b[j] = j < used ? j / T : per_chunk;
   auto lane_valid = [&](uint32_t c, uint32_t j) { return c * per_chunk + lane_b[j] < batch && lane_b[j] < per_chunk; };
   const bool count = stats != nullptr;
-  NibbleCounters ct{_mm256_setzero_si256(), _mm256_set1_epi16(-1), _mm256_setzero_si256(), _mm256_set1_epi32(-1),
-                    _mm256_setzero_si256()};
-  const bool affine = affine_serves(lut, slices_, psum_bound_, n_cols_);
+  NibbleCounters ct{_mm256_setzero_si256(), _mm256_set1_epi16(-1),        _mm256_setzero_si256(),
+                    _mm256_set1_epi32(-1),   _mm256_setzero_si256(),        _mm256_set1_epi16(32767),
+                    _mm256_set1_epi16(-32768)};
+  // (with noise: serves_affine_noise, checked by accumulate)
+  const bool affine = noise != nullptr || affine_serves(lut, slices_, psum_bound_, n_cols_);
   if (affine) {
     invalid16.resize(size_t{chunks} * 64);  // (every element written below)
     for (uint32_t c = 0; c < chunks; ++c)
@@ -623,9 +736,14 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulat
       hi = std::max<uint32_t>(hi, mx16[i]);
     }
     stats->saturations += saturations;
-    // (with noise: lo / hi are u; the range is of floor(a_fx16 / 2^16))
-    const int64_t lo_p = noise ? noise->form->analog(lo) >> kAnalogFracBits : int64_t{lo};
-    const int64_t hi_p = noise ? noise->form->analog(hi) >> kAnalogFracBits : int64_t{hi};
+    int64_t lo_p = lo, hi_p = hi;
+    if (noise) {  // the range of floor(a_fx16 / 2^16)
+      alignas(32) int16_t smn[16], smx[16];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(smn), ct.smin16);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(smx), ct.smax16);
+      lo_p = *std::min_element(smn, smn + 16);
+      hi_p = *std::max_element(smx, smx + 16);
+    }
     stats->psum_min = std::min<int64_t>(stats->psum_min, lo_p);
     stats->psum_max = std::max<int64_t>(stats->psum_max, hi_p);
   }

@@ -145,9 +145,10 @@ AnalogAdcResult adc_convert_analog(const AdcSpec& spec, uint64_t set, int64_t a)
 
 namespace {
 // The monotone state of the conversion of a: the code, for a linear ADC widened to [qmin - 1,
-// qmax + 1] (saturation included).
+// qmax + 1] (saturation included); for an IDEAL ADC its value (finer than its code when F > 0).
 int64_t adc_state(const AdcSpec& adc, uint64_t set, int64_t a) {
   const AnalogAdcResult r = adc_convert_analog(adc, set, a);
+  if (adc.kind == AdcKind::kIdeal) return r.value_fx;
   if (adc.kind == AdcKind::kLinear && r.saturated) return r.code == adc.code_min() ? r.code - 1 : r.code + 1;
   return r.code;
 }

@@ -392,7 +392,7 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
             if (plan->fast->path() == kernels::KernelPath::kNative &&
                 l->adc.granularity != kernels::AdcGranularity::kSliceTileColumn) {
               const int64_t fast_bound = plan->fast->psum_bound();
-              const auto lattice = kernels::AffineNoiseForm::make(ni.noise_sigma, fast_bound);
+              const auto lattice = kernels::AffineNoiseForm::make(ni.noise_sigma, fast_bound, l->adc, sets);
               if (!(lattice && take_form(*lattice)))
                 if (const auto blocked = kernels::AffineNoiseForm::make_blocked(ni.noise_sigma, fast_bound, l->adc, sets))
                   take_form(*blocked);

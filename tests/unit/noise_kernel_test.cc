@@ -87,31 +87,83 @@ TEST(NoiseKernel, NoiseTableEqualsDirectFormula) {
 }
 
 TEST(NoiseKernel, AffineNoiseFormByHand) {
+  AdcSpec ideal;  // IDEAL, F = 0: a change point at every half LSB, none is the top before the partial sums end
+  ideal.kind = AdcKind::kIdeal;
   // sigma 1: K = 2048 = 2^11, u = (p << 5) + S in units of 2^11 (2^-5 LSB), a = 2048 u - 186 2048.
-  auto f = AffineNoiseForm::make(1.0, 384);
+  auto f = AffineNoiseForm::make(1.0, 384, ideal, 1);
   ASSERT_TRUE(f);
   EXPECT_EQ(f->p_shift, 5u);
   EXPECT_EQ(f->s_mult, 1u);
-  EXPECT_EQ(f->unit, 2048);
-  EXPECT_EQ(f->bias, 186 * 2048);
+  EXPECT_EQ(f->r, 11u);
+  EXPECT_EQ(f->nu_offset, 186);
+  EXPECT_EQ(f->p_clamp, 384);
   EXPECT_EQ(f->u_max, 384 * 32 + 372);
   EXPECT_EQ(f->analog((7 << 5) + 186), 7 * 65536);  // S = 186: no noise
   // sigma 1.5: K = 3072 = 3 2^10: u = (p << 6) + 3 S.
-  f = AffineNoiseForm::make(1.5, 100);
+  f = AffineNoiseForm::make(1.5, 100, ideal, 1);
   ASSERT_TRUE(f);
   EXPECT_EQ(f->p_shift, 6u);
   EXPECT_EQ(f->s_mult, 3u);
   EXPECT_EQ(f->analog((5 << 6) + 3 * 190), 5 * 65536 + 4 * 3072);  // S = 190: z = 4/32, 1.5 z 2^16 = 12288
   // sigma 64: K = 2^17: whole LSBs, u = p + 2 S.
-  f = AffineNoiseForm::make(64.0, 100);
+  f = AffineNoiseForm::make(64.0, 100, ideal, 1);
   ASSERT_TRUE(f);
   EXPECT_EQ(f->p_shift, 0u);
   EXPECT_EQ(f->s_mult, 2u);
-  EXPECT_EQ(f->unit, 65536);
+  EXPECT_EQ(f->r, 16u);
   // Not an integer K, or u beyond the signed 16-bit lanes.
-  EXPECT_FALSE(AffineNoiseForm::make(0.3, 100));
-  EXPECT_TRUE(AffineNoiseForm::make(1.0, 1012));   // 1012 * 32 + 372 = 32756 fits ...
-  EXPECT_FALSE(AffineNoiseForm::make(1.0, 1013));  // ... 1013 * 32 + 372 = 32788 does not
+  EXPECT_FALSE(AffineNoiseForm::make(0.3, 100, ideal, 1));
+  EXPECT_TRUE(AffineNoiseForm::make(1.0, 1012, ideal, 1));   // 1012 * 32 + 372 = 32756 fits ...
+  EXPECT_FALSE(AffineNoiseForm::make(1.0, 1013, ideal, 1));  // ... 1013 * 32 + 372 = 32788 does not
+  // ... unless the ADC's range ends first: a 4-bit FLOOR ADC of 1-LSB steps changes its result
+  // last at a = 16 LSB (code 15 becomes saturated), so from p = 16 + 5.8125 (rounded up: 22) on
+  // every conversion gives code 15, saturated: u = (min(p, 22) << 5) + S.
+  AdcSpec small;
+  small.kind = AdcKind::kLinear, small.bits = 4, small.frac_bits = 0, small.rounding = AdcRounding::kFloor;
+  small.step_fx = {1}, small.centre_fx = {0};
+  f = AffineNoiseForm::make(1.0, 1013, small, 1);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->p_clamp, 22);
+  EXPECT_EQ(f->u_max, 22 * 32 + 372);
+  // sigma 0.37 on that ADC (change points at whole LSBs: r = 16): the blocked form, u =
+  // min(p, p_clamp) + nu(S), nu the staircase (noise(S) >> 16) - (noise(0) >> 16).
+  f = AffineNoiseForm::make_blocked(0.37, 1013, small, 1);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->p_shift, 0u);
+  EXPECT_EQ(f->s_mult, 0u);
+  const auto noise = noise_table(0.37);
+  const int64_t nu0 = noise[0] >> 16;  // floor(-0.37 * 5.8125) = -3
+  EXPECT_EQ(nu0, -3);
+  EXPECT_EQ(static_cast<int64_t>(f->s_thresholds.size()), (noise[kIrwinHallMax] >> 16) - nu0);  // 2 - (-3) = 5
+  for (uint32_t S = 0; S <= kIrwinHallMax; ++S) {
+    int64_t nu = 0;
+    for (uint16_t t : f->s_thresholds) nu += S >= t;
+    ASSERT_EQ(nu, (noise[S] >> 16) - nu0) << "S " << S;
+  }
+  EXPECT_EQ(f->r, 16u);
+  EXPECT_FALSE(f->half);
+  EXPECT_EQ(f->nu_offset, 3);
+  EXPECT_EQ(f->p_clamp, 16 + 3);  // ceil((16 2^16 - noise(0)) / 2^16), noise(0) = -2.15 LSB
+  EXPECT_EQ(f->u_max, 19 + 5);
+  // A HALF_AWAY ADC with signed codes changes its result at m + 1/2 LSB above zero and one
+  // 2^-16 above -(m + 1/2) LSB below: "half" blocks of 2^15, t = 2 (a >> 15) + [a mod 2^15 != 0],
+  // u = (min(p, p_clamp) << 2) + nu(S); sigma 0.2 (noise within +-1.16 LSB = +-2.3 half LSB):
+  // t(noise) from -5 to 5, ten thresholds.
+  AdcSpec half = small;
+  half.rounding = AdcRounding::kHalfAway, half.signed_codes = true;
+  f = AffineNoiseForm::make_blocked(0.2, 1013, half, 1);
+  ASSERT_TRUE(f);
+  EXPECT_TRUE(f->half);
+  EXPECT_EQ(f->r, 15u);
+  EXPECT_EQ(f->p_shift, 2u);
+  EXPECT_EQ(f->s_thresholds.size(), 10u);
+  EXPECT_EQ(f->nu_offset, 5);
+  for (int64_t a : {int64_t{-5} * 32768, int64_t{-5} * 32768 + 1, int64_t{7} * 32768, int64_t{7} * 32768 + 5}) {
+    const int64_t t = 2 * (a >> 15) + ((a & 32767) != 0);
+    const int64_t rep = f->analog(t + f->nu_offset);  // (u = t - nu0 = t + nu_offset)
+    EXPECT_EQ(rep >> 15, a >> 15);
+    EXPECT_EQ((rep & 32767) != 0, (a & 32767) != 0);
+  }
 }
 
 // ---- fused kernel -------------------------------------------------------------------------------
@@ -260,7 +312,8 @@ std::optional<AffineAdc> affine_over_u(const AdcSpec& adc, uint64_t sets, const 
 // BitPlaneCrossbar::accumulate with a NoiseCall == a direct evaluation (ProgrammedCrossbar partial
 // sums, noise_fx of gaussian_sample of each position's stream, adc_convert_analog, shift-add) and
 // its counters: the lattice form for K = sigma 2^11 in {2^10, 2^11, 3 2^10, 2^17} (p_shift 6, 5,
-// 6, 0; s_mult 1, 1, 3, 2) and the blocked form (sigma 0.37, 1.3: thresholds on S), group counts
+// 6, 0; s_mult 1, 1, 3, 2) and the blocked form (sigma 0.2, 0.37, 0.8, 1.3, 2.3: thresholds on S
+// or nu in arithmetic form, whole and half blocks), group counts
 // with unused lanes (T = 5, 7), a column tail (N % 4 != 0), LAYER and COLUMN parameters, batches
 // of 64 / 64 / 22 positions at an offset.
 TEST(NoiseKernel, AffineNoisePathEqualsDirectEvaluation) {
@@ -278,7 +331,7 @@ TEST(NoiseKernel, AffineNoisePathEqualsDirectEvaluation) {
   std::mt19937_64 rng(21);
   const uint64_t key = rng_key({4, kStreamAdcNoise, 2, 99});
   const uint64_t pos_offset = 1000;
-  int served = 0;
+  int served = 0, half_forms = 0, nu_fits = 0;
   for (const auto& L : layers) {
     SCOPED_TRACE(std::string("encoding ") + encoding_name(L.encoding));
     const int32_t wmax = (1 << (L.weight_bits - 1)) - 1;
@@ -312,29 +365,33 @@ TEST(NoiseKernel, AffineNoisePathEqualsDirectEvaluation) {
             for (uint32_t n = 0; n < N; ++n) psums[(((size_t{p} * G + g) * S + s) * T + t) * N + n] = ps[size_t{s} * N + n];
         }
     const uint64_t sets = AdcSpec::sets_for(L.gran, G, S, N);
-    for (const double sigma : {0.5, 1.0, 1.5, 64.0, 0.37, 1.3}) {
-      for (const AdcRounding rounding : {AdcRounding::kFloor, AdcRounding::kHalfAway}) {
-        SCOPED_TRACE("sigma " + std::to_string(sigma) + (rounding == AdcRounding::kFloor ? " floor" : " half-away"));
-        const AdcSpec adc = linear_adc(6, rounding == AdcRounding::kFloor ? 0 : 2, rounding,
-                                       rounding == AdcRounding::kHalfAway, L.gran, sets, rng, 3, 30);
-        // sigma 2^11 an integer: the lattice form; else the blocked one (a FLOOR ADC with F = 0
-        // changes its result only at whole LSBs: r = 16, u = a >> 16 - noise(0) >> 16).
+    for (const double sigma : {0.5, 1.0, 1.5, 64.0, 0.37, 1.3, 0.2, 0.8, 2.3}) {
+      // 0: FLOOR, F = 0, unsigned; 1: HALF_AWAY, F = 2, signed; 2: HALF_AWAY, F = 0, unsigned.
+      for (const int kind : {0, 1, 2}) {
+        const AdcRounding rounding = kind == 0 ? AdcRounding::kFloor : AdcRounding::kHalfAway;
+        SCOPED_TRACE("sigma " + std::to_string(sigma) + " ADC kind " + std::to_string(kind));
+        const AdcSpec adc = linear_adc(6, kind == 1 ? 2 : 0, rounding, kind == 1, L.gran, sets, rng, 3, 30);
+        // sigma 2^11 an integer: the lattice form; else the blocked one: a FLOOR ADC with F = 0
+        // changes its result only at whole LSBs (r = 16, u = a >> 16 - noise(0) >> 16); an
+        // unsigned HALF_AWAY one at half LSBs and (its low saturation, a tie below the centre)
+        // one 2^-16 above a half LSB: half blocks (r = 15, t = 2 (a >> 15) + [a mod 2^15 != 0]).
         const bool lattice = sigma * 2048 == std::floor(sigma * 2048);
-        const auto form = lattice ? AffineNoiseForm::make(sigma, fast.psum_bound())
+        const auto form = lattice ? AffineNoiseForm::make(sigma, fast.psum_bound(), adc, sets)
                                   : AffineNoiseForm::make_blocked(sigma, fast.psum_bound(), adc, sets);
-        if (lattice || rounding == AdcRounding::kFloor) {
+        if (lattice || kind != 1) {
           ASSERT_TRUE(form);
         }
         if (!form) continue;
-        if (!lattice && rounding == AdcRounding::kFloor) {
+        if (!lattice && kind == 0) {
           EXPECT_EQ(form->p_shift, 0u);
-          EXPECT_EQ(form->s_mult, 0u);
-          EXPECT_FALSE(form->s_thresholds.empty());
+          EXPECT_FALSE(form->half);
         }
+        half_forms += form->half;  // (kind 2 when its low saturation lies within the noise's reach)
+        nu_fits += form->nu_affine.has_value();
         const auto affine = affine_over_u(adc, sets, *form);
-        // (Signed HALF_AWAY tables whose ties fall on u's lattice break the form at 0: ties go
-        // up on the positive side and down on the negative side.)
-        if (rounding == AdcRounding::kFloor) {
+        // (Signed HALF_AWAY tables whose ties fall on u's lattice break the form at the centre: ties
+        // go up above it and down below.)
+        if (kind != 1) {
           ASSERT_TRUE(affine);
         }
         if (!affine) continue;
@@ -380,7 +437,9 @@ TEST(NoiseKernel, AffineNoisePathEqualsDirectEvaluation) {
       }
     }
   }
-  EXPECT_GE(served, 20);  // of 36 (layer, sigma, rounding) cases: every FLOOR one and some HALF_AWAY
+  EXPECT_GE(served, 50);  // of 81 (layer, sigma, ADC) cases: every FLOOR and unsigned HALF_AWAY one
+  EXPECT_GE(half_forms, 3);
+  EXPECT_GE(nu_fits, 3);
 }
 
 TEST(NoiseKernel, FusedKernelDeclinesWhatItCannotDo) {
