@@ -465,8 +465,9 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
           if constexpr (kNoise) {
             // u = (min(p, p_clamp) << p_shift) + nu(S) (lanes past the batch: u = 0, as their p).
             for (uint32_t k = 0; k < 4; ++k) {
-              if constexpr (kCount) {
-                // floor(a / 2^16) = p + ((nu - nu_offset) >> p_shift) (AffineNoiseForm)
+              if (kCount && clamp) {
+                // floor(a / 2^16) = p + ((nu - nu_offset) >> p_shift) (AffineNoiseForm; without
+                // clamping it is (u - nu_offset) >> p_shift, from the range of u below)
                 const __m256i v = _mm256_add_epi16(w[q][k], _mm256_sra_epi16(_mm256_sub_epi16(s16[q][k], bias_units), pshift));
                 if (full) {
                   ct.smin16 = _mm256_min_epi16(ct.smin16, v);
@@ -496,7 +497,7 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
                 const __m256i low = _mm256_cmpgt_epi16(cl.sat_lo, w[q][k]);
                 sat16 = _mm256_sub_epi16(sat16, full ? low : _mm256_andnot_si256(_mm256_loadu_si256(inv + k), low));
               }
-              if constexpr (!kNoise) {  // (with noise: the range of floor(a / 2^16) above)
+              if (!kNoise || !clamp) {  // (with clamped noise: the range of floor(a / 2^16) above)
                 ct.min16 = _mm256_min_epu16(ct.min16, full ? w[q][k] : _mm256_or_si256(w[q][k], _mm256_loadu_si256(inv + k)));
                 ct.max16 = _mm256_max_epu16(ct.max16, w[q][k]);
               }
@@ -737,7 +738,10 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulat
     }
     stats->saturations += saturations;
     int64_t lo_p = lo, hi_p = hi;
-    if (noise) {  // the range of floor(a_fx16 / 2^16)
+    if (noise && noise->form->p_clamp >= psum_bound_) {  // floor(a_fx16 / 2^16) of u, monotone
+      lo_p = (lo_p - noise->form->nu_offset) >> noise->form->p_shift;
+      hi_p = (hi_p - noise->form->nu_offset) >> noise->form->p_shift;
+    } else if (noise) {  // the range of floor(a_fx16 / 2^16) from p and nu
       alignas(32) int16_t smn[16], smx[16];
       _mm256_store_si256(reinterpret_cast<__m256i*>(smn), ct.smin16);
       _mm256_store_si256(reinterpret_cast<__m256i*>(smx), ct.smax16);
