@@ -125,6 +125,11 @@ struct AffineNoiseForm {
   // The largest noise term nu(S).
   int64_t nu_max() const;
 };
+// The layer's ADC table over u of `form` in arithmetic form (adc_convert_analog of
+// form.analog(u) for every u <= u_max, one parameter set at a time), or nullopt if some set does
+// not have the form.
+std::optional<AffineAdc> fit_affine_noise_adc(const AdcSpec& adc, uint64_t sets, const AffineNoiseForm& form);
+
 // One call's noise streams: position pos0 + b uses stream H(image_key, pos0 + b).
 struct NoiseCall {
   const AffineNoiseForm* form = nullptr;

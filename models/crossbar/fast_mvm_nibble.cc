@@ -263,6 +263,22 @@ std::optional<AffineNoiseForm> AffineNoiseForm::make_blocked(double sigma, int64
   return f;
 }
 
+std::optional<AffineAdc> fit_affine_noise_adc(const AdcSpec& adc, uint64_t sets, const AffineNoiseForm& form) {
+  AffineAdc out;
+  out.p_max = form.u_max;
+  std::vector<int64_t> table(static_cast<size_t>(form.u_max + 1));
+  for (uint64_t set = 0; set < sets; ++set) {
+    for (int64_t u = 0; u <= form.u_max; ++u) {
+      const AnalogAdcResult r = adc_convert_analog(adc, set, form.analog(u));
+      table[static_cast<size_t>(u)] = r.value_fx * 2 + (r.saturated ? 1 : 0);
+    }
+    const auto one = fit_affine_adc(PackedAdcLut{table.data(), 0, table.size()}, 1, form.u_max);
+    if (!one) return std::nullopt;
+    out.sets.push_back(one->sets[0]);
+  }
+  return out;
+}
+
 bool BitPlaneCrossbar::serves_affine_noise(const PackedAdcLut& lut, const AffineNoiseForm& form) const {
   return nibble_ok_ && lut.min <= 0 && form.p_clamp >= 0 && form.p_clamp <= psum_bound_ &&
          form.u_max >= (form.p_clamp << form.p_shift) + form.nu_max() && form.p_shift <= 16 &&

@@ -366,24 +366,13 @@ FunctionalEngine::FunctionalEngine(const Graph& graph, const kernels::NonidealSp
             // ADC noise: the nibble kernel's affine path over u (AffineNoiseForm: the lattice form,
             // else the blocked one) where the table over u has the arithmetic form, else the
             // fused noise kernel (null where that does not apply).
-            // The ADC table over u of `form` in arithmetic form, one parameter set at a time (a
-            // COLUMN layer's sets need not fit one table); false if some set is not of that form.
+            // The ADC table over u of `form` in arithmetic form (one parameter set at a time: a
+            // COLUMN layer's sets need not fit one table); false if it has none.
             auto take_form = [&](const kernels::AffineNoiseForm& form) {
+              auto affine = kernels::fit_affine_noise_adc(l->adc, sets, form);
               const size_t size = static_cast<size_t>(form.u_max + 1);
-              std::vector<int64_t> table(size);
-              kernels::AffineAdc affine;
-              affine.p_max = form.u_max;
-              for (uint64_t set = 0; set < sets; ++set) {
-                for (size_t u = 0; u < size; ++u) {
-                  const auto r = kernels::adc_convert_analog(l->adc, set, form.analog(static_cast<int64_t>(u)));
-                  table[u] = r.value_fx * 2 + (r.saturated ? 1 : 0);
-                }
-                const auto one = kernels::fit_affine_adc(
-                    kernels::PackedAdcLut{table.data(), 0, size, kernels::AdcGranularity::kLayer}, 1, form.u_max);
-                if (!one) return false;
-                affine.sets.push_back(one->sets[0]);
-              }
-              if (!plan->fast->serves_affine_noise(ni.noise_lut(&affine, size, l->adc.granularity), form)) return false;
+              if (!affine || !plan->fast->serves_affine_noise(ni.noise_lut(&*affine, size, l->adc.granularity), form))
+                return false;
               ni.noise_form = form;
               ni.noise_affine = std::move(affine);
               ni.noise_lut_size = size;

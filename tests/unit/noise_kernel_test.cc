@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <fstream>
 #include <random>
@@ -191,14 +192,91 @@ AdcSpec nonlinear_adc(uint32_t bits, uint32_t frac, AdcGranularity gran, uint64_
   return a;
 }
 
+// A random layer of the kernel tests (one-bit input groups, A-shifted inputs optional).
+struct LayerSpec {
+  WeightEncoding encoding;
+  uint32_t weight_bits, cell_bits, input_bits, rows, k, n;
+  bool ashift;
+};
+// Its crossbar and P positions of A-shifted inputs (position 1 all zero) with their partial sums
+// [p][g][s][t][n] (ProgrammedCrossbar) and DAC row drives.
+struct RandomLayer {
+  std::vector<RowTile> tiles;
+  std::unique_ptr<ProgrammedCrossbar> xbar;
+  std::vector<InputGroup> groups;
+  uint32_t G = 0, S = 0, T = 0, N = 0, K = 0, P = 0;
+  std::vector<int32_t> xs;
+  std::vector<int64_t> psums;
+  uint64_t drives = 0;
+};
+RandomLayer random_layer(const LayerSpec& L, uint32_t P, std::mt19937_64& rng) {
+  RandomLayer R;
+  const int32_t wmax = (1 << (L.weight_bits - 1)) - 1;
+  const int32_t wmin = L.encoding == WeightEncoding::kDifferentialDigital ? -wmax : -wmax - 1;
+  std::vector<int32_t> w(size_t{L.k} * L.n);
+  for (auto& v : w) v = wmin + static_cast<int32_t>(rng() % static_cast<uint64_t>(wmax - wmin + 1));
+  R.tiles = contiguous_row_tiles(L.k, L.rows);
+  R.xbar = std::make_unique<ProgrammedCrossbar>(w, L.k, L.n, L.weight_bits, L.cell_bits, L.encoding, R.tiles);
+  R.groups = input_groups(L.input_bits, 1, L.ashift);
+  R.G = static_cast<uint32_t>(R.tiles.size()), R.S = static_cast<uint32_t>(R.xbar->slices().size());
+  R.T = static_cast<uint32_t>(R.groups.size()), R.N = L.n, R.K = L.k, R.P = P;
+  const int32_t shift = L.ashift ? 1 << (L.input_bits - 1) : 0;
+  R.xs.resize(size_t{P} * R.K);
+  for (auto& x : R.xs) x = static_cast<int32_t>(rng() % (1u << L.input_bits)) - shift;
+  for (uint32_t k = 0; k < R.K; ++k) R.xs[R.K + k] = L.ashift ? -shift : 0;
+  R.psums.resize(size_t{P} * R.G * R.S * R.T * R.N);
+  std::vector<uint16_t> u(R.K);
+  std::vector<int32_t> ps(size_t{R.S} * R.N);
+  for (uint32_t p = 0; p < P; ++p)
+    for (uint32_t g = 0; g < R.G; ++g)
+      for (uint32_t t = 0; t < R.T; ++t) {
+        for (uint32_t k = 0; k < R.K; ++k)
+          u[k] = static_cast<uint16_t>(group_value(R.xs[size_t{p} * R.K + k], L.input_bits, R.groups[t]));
+        for (uint32_t k = R.tiles[g].row_begin; k < R.tiles[g].row_end; ++k) R.drives += u[k] != 0;
+        R.xbar->partial_sums(g, u, ps);
+        for (uint32_t s = 0; s < R.S; ++s)
+          for (uint32_t n = 0; n < R.N; ++n)
+            R.psums[(((size_t{p} * R.G + g) * R.S + s) * R.T + t) * R.N + n] = ps[size_t{s} * R.N + n];
+      }
+  return R;
+}
+
+// The direct evaluation of R's positions p under ADC noise: a = p 2^16 + noise_fx of element
+// ((g S + s) T + t) N + n of stream H(key, pos_offset + p), converted by adc_convert_analog and
+// shift-added; with the saturations and the range of floor(a / 2^16).
+struct DirectResult {
+  std::vector<int64_t> acc;
+  uint64_t saturations = 0;
+  int64_t lo = INT64_MAX, hi = INT64_MIN;
+};
+DirectResult direct_evaluation(const RandomLayer& R, const AdcSpec& adc, double sigma, uint64_t key,
+                               uint64_t pos_offset) {
+  DirectResult out;
+  out.acc.assign(size_t{R.P} * R.N, 0);
+  const size_t per_position = size_t{R.G} * R.S * R.T * R.N;
+  for (uint32_t p = 0; p < R.P; ++p) {
+    const uint64_t pos_key = rng_extend(key, pos_offset + p);
+    for (uint32_t g = 0; g < R.G; ++g)
+      for (uint32_t s = 0; s < R.S; ++s)
+        for (uint32_t t = 0; t < R.T; ++t)
+          for (uint32_t n = 0; n < R.N; ++n) {
+            const uint64_t c = ((uint64_t{g} * R.S + s) * R.T + t) * R.N + n;
+            const int64_t a = R.psums[p * per_position + c] * 65536 + noise_fx(sigma, gaussian_sample(pos_key, c));
+            const AnalogAdcResult r = adc_convert_analog(adc, adc.set_index(g, s, n, R.S, R.N), a);
+            const WeightSlice& sl = R.xbar->slices()[s];
+            out.acc[size_t{p} * R.N + n] +=
+                int64_t{sl.sign} * R.groups[t].sign * (int64_t{1} << (sl.bit_lo + R.groups[t].bit_lo)) * r.value_fx;
+            out.saturations += r.saturated;
+            out.lo = std::min(out.lo, a >> 16);
+            out.hi = std::max(out.hi, a >> 16);
+          }
+  }
+  return out;
+}
+
 TEST(NoiseKernel, FusedKernelEqualsDirectEvaluation) {
   if (!native_kernels_supported()) GTEST_SKIP() << "the fused noise kernel is native-only";
-  struct Layer {
-    WeightEncoding encoding;
-    uint32_t weight_bits, cell_bits, input_bits, rows, k, n;
-    bool ashift;
-  };
-  const Layer layers[] = {
+  const LayerSpec layers[] = {
       {WeightEncoding::kOffset, 8, 2, 8, 128, 300, 5, false},
       {WeightEncoding::kTwosComplement, 6, 3, 5, 64, 150, 3, true},      // T = 5: lanes unused per chunk
       {WeightEncoding::kDifferentialDigital, 8, 2, 7, 100, 130, 4, false},
@@ -207,35 +285,14 @@ TEST(NoiseKernel, FusedKernelEqualsDirectEvaluation) {
   const uint64_t key = rng_key({3, kStreamAdcNoise, 0, 12});
   for (const auto& L : layers) {
     SCOPED_TRACE(std::string("encoding ") + encoding_name(L.encoding));
-    const int32_t wmax = (1 << (L.weight_bits - 1)) - 1;
-    const int32_t wmin = L.encoding == WeightEncoding::kDifferentialDigital ? -wmax : -wmax - 1;
-    std::vector<int32_t> w(size_t{L.k} * L.n);
-    for (auto& v : w) v = wmin + static_cast<int32_t>(rng() % static_cast<uint64_t>(wmax - wmin + 1));
-    const auto tiles = contiguous_row_tiles(L.k, L.rows);
-    const ProgrammedCrossbar xbar(w, L.k, L.n, L.weight_bits, L.cell_bits, L.encoding, tiles);
-    const auto groups = input_groups(L.input_bits, 1, L.ashift);
-    const uint32_t G = static_cast<uint32_t>(tiles.size()), S = static_cast<uint32_t>(xbar.slices().size()),
-                   T = static_cast<uint32_t>(groups.size()), N = L.n, K = L.k;
-    // 70 positions (one full batch of 64 and a partial one), A-shifted inputs; position 1 all zero.
-    const uint32_t P = 70;
-    const int32_t shift = L.ashift ? 1 << (L.input_bits - 1) : 0;
-    std::vector<int32_t> xs(size_t{P} * K);
-    for (auto& x : xs) x = static_cast<int32_t>(rng() % (1u << L.input_bits)) - shift;
-    for (uint32_t k = 0; k < K; ++k) xs[K + k] = L.ashift ? -shift : 0;
-    // Partial sums [p][g][s][t][n] and row drives.
-    std::vector<int64_t> psums(size_t{P} * G * S * T * N);
-    uint64_t want_drives = 0;
-    std::vector<uint16_t> u(K);
-    std::vector<int32_t> ps(size_t{S} * N);
-    for (uint32_t p = 0; p < P; ++p)
-      for (uint32_t g = 0; g < G; ++g)
-        for (uint32_t t = 0; t < T; ++t) {
-          for (uint32_t k = 0; k < K; ++k) u[k] = static_cast<uint16_t>(group_value(xs[size_t{p} * K + k], L.input_bits, groups[t]));
-          for (uint32_t k = tiles[g].row_begin; k < tiles[g].row_end; ++k) want_drives += u[k] != 0;
-          xbar.partial_sums(g, u, ps);
-          for (uint32_t s = 0; s < S; ++s)
-            for (uint32_t n = 0; n < N; ++n) psums[(((size_t{p} * G + g) * S + s) * T + t) * N + n] = ps[size_t{s} * N + n];
-        }
+    // 70 positions (one full batch of 64 and a partial one).
+    const RandomLayer R = random_layer(L, 70, rng);
+    const ProgrammedCrossbar& xbar = *R.xbar;
+    const auto& tiles = R.tiles;
+    const auto& groups = R.groups;
+    const auto& xs = R.xs;
+    const uint64_t want_drives = R.drives;
+    const uint32_t G = R.G, S = R.S, N = R.N, K = R.K, P = R.P;
     for (const auto gran : {AdcGranularity::kLayer, AdcGranularity::kColumn, AdcGranularity::kSliceTileColumn}) {
       const uint64_t sets = AdcSpec::sets_for(gran, G, S, N);
       std::vector<std::pair<std::string, AdcSpec>> adcs;
@@ -254,25 +311,11 @@ TEST(NoiseKernel, FusedKernelEqualsDirectEvaluation) {
           const auto kern = NoiseMvmKernel::make(xbar.cells(), K, N, xbar.slices(), tiles, groups, L.input_bits, adc,
                                                  sigma, KernelPath::kNative);
           ASSERT_NE(kern, nullptr);
-          // Direct evaluation.
-          std::vector<int64_t> want(size_t{P} * N, 0), got(size_t{P} * N, 0);
-          uint64_t want_sat = 0;
-          int64_t want_lo = INT64_MAX, want_hi = INT64_MIN;
-          for (uint32_t p = 0; p < P; ++p)
-            for (uint32_t g = 0; g < G; ++g)
-              for (uint32_t s = 0; s < S; ++s)
-                for (uint32_t t = 0; t < T; ++t)
-                  for (uint32_t n = 0; n < N; ++n) {
-                    const uint64_t c = (((uint64_t{p} * G + g) * S + s) * T + t) * N + n;
-                    const uint64_t in_pos = ((uint64_t{g} * S + s) * T + t) * N + n;  // stream H(key, p)
-                    const int64_t a = psums[c] * 65536 + noise_fx(sigma, gaussian_sample(rng_extend(key, p), in_pos));
-                    const AnalogAdcResult r = adc_convert_analog(adc, adc.set_index(g, s, n, S, N), a);
-                    want[size_t{p} * N + n] += int64_t{xbar.slices()[s].sign} * groups[t].sign *
-                                               (int64_t{1} << (xbar.slices()[s].bit_lo + groups[t].bit_lo)) * r.value_fx;
-                    want_sat += r.saturated;
-                    want_lo = std::min(want_lo, a >> 16);
-                    want_hi = std::max(want_hi, a >> 16);
-                  }
+          const DirectResult d = direct_evaluation(R, adc, sigma, key, 0);
+          const std::vector<int64_t>& want = d.acc;
+          const uint64_t want_sat = d.saturations;
+          const int64_t want_lo = d.lo, want_hi = d.hi;
+          std::vector<int64_t> got(size_t{P} * N, 0);
           FastStats stats;
           uint64_t drives = kern->run(xs.data(), 64, 0, key, got.data(), &stats);
           drives += kern->run(xs.data() + size_t{64} * K, P - 64, 64, key, got.data() + size_t{64} * N, &stats);
@@ -292,23 +335,6 @@ TEST(NoiseKernel, FusedKernelEqualsDirectEvaluation) {
 
 // ---- the nibble kernel's affine noise path -----------------------------------------------------
 
-// The arithmetic form over u of `adc` under `form` (as the engine builds it), or nullopt.
-std::optional<AffineAdc> affine_over_u(const AdcSpec& adc, uint64_t sets, const AffineNoiseForm& form) {
-  AffineAdc out;
-  out.p_max = form.u_max;
-  std::vector<int64_t> table(static_cast<size_t>(form.u_max + 1));
-  for (uint64_t set = 0; set < sets; ++set) {
-    for (int64_t u = 0; u <= form.u_max; ++u) {
-      const AnalogAdcResult r = adc_convert_analog(adc, set, form.analog(u));
-      table[static_cast<size_t>(u)] = r.value_fx * 2 + (r.saturated ? 1 : 0);
-    }
-    const auto one = fit_affine_adc(PackedAdcLut{table.data(), 0, table.size()}, 1, form.u_max);
-    if (!one) return std::nullopt;
-    out.sets.push_back(one->sets[0]);
-  }
-  return out;
-}
-
 // BitPlaneCrossbar::accumulate with a NoiseCall == a direct evaluation (ProgrammedCrossbar partial
 // sums, noise_fx of gaussian_sample of each position's stream, adc_convert_analog, shift-add) and
 // its counters: the lattice form for K = sigma 2^11 in {2^10, 2^11, 3 2^10, 2^17} (p_shift 6, 5,
@@ -318,59 +344,34 @@ std::optional<AffineAdc> affine_over_u(const AdcSpec& adc, uint64_t sets, const 
 // of 64 / 64 / 22 positions at an offset.
 TEST(NoiseKernel, AffineNoisePathEqualsDirectEvaluation) {
   if (!native_kernels_supported()) GTEST_SKIP() << "the affine noise path is native-only";
-  struct Layer {
-    WeightEncoding encoding;
-    uint32_t weight_bits, cell_bits, input_bits, rows, k, n;
-    AdcGranularity gran;
-  };
-  const Layer layers[] = {
-      {WeightEncoding::kOffset, 8, 2, 8, 128, 260, 6, AdcGranularity::kLayer},
-      {WeightEncoding::kTwosComplement, 6, 3, 5, 64, 150, 5, AdcGranularity::kColumn},
-      {WeightEncoding::kDifferentialDigital, 8, 2, 7, 100, 130, 9, AdcGranularity::kLayer},
+  const std::pair<LayerSpec, AdcGranularity> layers[] = {
+      {{WeightEncoding::kOffset, 8, 2, 8, 128, 260, 6, false}, AdcGranularity::kLayer},
+      {{WeightEncoding::kTwosComplement, 6, 3, 5, 64, 150, 5, false}, AdcGranularity::kColumn},
+      {{WeightEncoding::kDifferentialDigital, 8, 2, 7, 100, 130, 9, false}, AdcGranularity::kLayer},
   };
   std::mt19937_64 rng(21);
   const uint64_t key = rng_key({4, kStreamAdcNoise, 2, 99});
   const uint64_t pos_offset = 1000;
   int served = 0, half_forms = 0, nu_fits = 0;
-  for (const auto& L : layers) {
+  for (const auto& [L, gran] : layers) {
     SCOPED_TRACE(std::string("encoding ") + encoding_name(L.encoding));
-    const int32_t wmax = (1 << (L.weight_bits - 1)) - 1;
-    const int32_t wmin = L.encoding == WeightEncoding::kDifferentialDigital ? -wmax : -wmax - 1;
-    std::vector<int32_t> w(size_t{L.k} * L.n);
-    for (auto& v : w) v = wmin + static_cast<int32_t>(rng() % static_cast<uint64_t>(wmax - wmin + 1));
-    const auto tiles = contiguous_row_tiles(L.k, L.rows);
-    const ProgrammedCrossbar xbar(w, L.k, L.n, L.weight_bits, L.cell_bits, L.encoding, tiles);
-    const auto groups = input_groups(L.input_bits, 1, false);
-    const BitPlaneCrossbar fast(xbar.cells(), L.k, L.n, xbar.slices(), tiles, groups, L.input_bits,
+    const RandomLayer R = random_layer(L, 150, rng);
+    const ProgrammedCrossbar& xbar = *R.xbar;
+    const auto& groups = R.groups;
+    const uint32_t G = R.G, S = R.S, N = R.N, K = R.K, P = R.P;
+    const BitPlaneCrossbar fast(xbar.cells(), L.k, L.n, xbar.slices(), R.tiles, groups, L.input_bits,
                                 KernelPath::kNative);
-    const uint32_t G = static_cast<uint32_t>(tiles.size()), S = static_cast<uint32_t>(xbar.slices().size()),
-                   T = static_cast<uint32_t>(groups.size()), N = L.n, K = L.k, P = 150;
-    std::vector<int32_t> xs(size_t{P} * K);
-    for (auto& x : xs) x = rng() % 5 == 0 ? 0 : static_cast<int32_t>(rng() % (1u << L.input_bits));
     std::vector<uint64_t> words(size_t{P} * fast.input_words());
     std::vector<uint32_t> nonzero(size_t{P} * G);
     for (uint32_t p = 0; p < P; ++p)
-      fast.pack_inputs(xs.data() + size_t{p} * K, words.data() + p * fast.input_words(), nonzero.data() + p * G);
-    // Partial sums [p][g][s][t][n].
-    std::vector<int64_t> psums(size_t{P} * G * S * T * N);
-    std::vector<uint16_t> u(K);
-    std::vector<int32_t> ps(size_t{S} * N);
-    for (uint32_t p = 0; p < P; ++p)
-      for (uint32_t g = 0; g < G; ++g)
-        for (uint32_t t = 0; t < T; ++t) {
-          for (uint32_t k = 0; k < K; ++k)
-            u[k] = static_cast<uint16_t>(group_value(xs[size_t{p} * K + k], L.input_bits, groups[t]));
-          xbar.partial_sums(g, u, ps);
-          for (uint32_t s = 0; s < S; ++s)
-            for (uint32_t n = 0; n < N; ++n) psums[(((size_t{p} * G + g) * S + s) * T + t) * N + n] = ps[size_t{s} * N + n];
-        }
-    const uint64_t sets = AdcSpec::sets_for(L.gran, G, S, N);
+      fast.pack_inputs(R.xs.data() + size_t{p} * K, words.data() + p * fast.input_words(), nonzero.data() + p * G);
+    const uint64_t sets = AdcSpec::sets_for(gran, G, S, N);
     for (const double sigma : {0.5, 1.0, 1.5, 64.0, 0.37, 1.3, 0.2, 0.8, 2.3}) {
       // 0: FLOOR, F = 0, unsigned; 1: HALF_AWAY, F = 2, signed; 2: HALF_AWAY, F = 0, unsigned.
       for (const int kind : {0, 1, 2}) {
         const AdcRounding rounding = kind == 0 ? AdcRounding::kFloor : AdcRounding::kHalfAway;
         SCOPED_TRACE("sigma " + std::to_string(sigma) + " ADC kind " + std::to_string(kind));
-        const AdcSpec adc = linear_adc(6, kind == 1 ? 2 : 0, rounding, kind == 1, L.gran, sets, rng, 3, 30);
+        const AdcSpec adc = linear_adc(6, kind == 1 ? 2 : 0, rounding, kind == 1, gran, sets, rng, 3, 30);
         // sigma 2^11 an integer: the lattice form; else the blocked one: a FLOOR ADC with F = 0
         // changes its result only at whole LSBs (r = 16, u = a >> 16 - noise(0) >> 16); an
         // unsigned HALF_AWAY one at half LSBs and (its low saturation, a tie below the centre)
@@ -388,38 +389,22 @@ TEST(NoiseKernel, AffineNoisePathEqualsDirectEvaluation) {
         }
         half_forms += form->half;  // (kind 2 when its low saturation lies within the noise's reach)
         nu_fits += form->nu_affine.has_value();
-        const auto affine = affine_over_u(adc, sets, *form);
+        const auto affine = fit_affine_noise_adc(adc, sets, *form);
         // (Signed HALF_AWAY tables whose ties fall on u's lattice break the form at the centre: ties
         // go up above it and down below.)
         if (kind != 1) {
           ASSERT_TRUE(affine);
         }
         if (!affine) continue;
-        PackedAdcLut lut{nullptr, 0, static_cast<size_t>(form->u_max + 1), L.gran};
+        PackedAdcLut lut{nullptr, 0, static_cast<size_t>(form->u_max + 1), gran};
         lut.affine = &*affine;
         ASSERT_TRUE(fast.serves_affine_noise(lut, *form));
         ++served;
-        // Direct evaluation.
-        std::vector<int64_t> want(size_t{P} * N, 0), got(size_t{P} * N, 0), quiet(size_t{P} * N, 0);
-        uint64_t want_sat = 0;
-        int64_t want_lo = INT64_MAX, want_hi = INT64_MIN;
-        for (uint32_t p = 0; p < P; ++p) {
-          const uint64_t pos_key = rng_extend(key, pos_offset + p);
-          for (uint32_t g = 0; g < G; ++g)
-            for (uint32_t s = 0; s < S; ++s)
-              for (uint32_t t = 0; t < T; ++t)
-                for (uint32_t n = 0; n < N; ++n) {
-                  const uint64_t c = ((uint64_t{g} * S + s) * T + t) * N + n;
-                  const int64_t a = psums[size_t{p} * G * S * T * N + c] * 65536 +
-                                    noise_fx(sigma, gaussian_sample(pos_key, c));
-                  const AnalogAdcResult r = adc_convert_analog(adc, adc.set_index(g, s, n, S, N), a);
-                  want[size_t{p} * N + n] += int64_t{xbar.slices()[s].sign} * groups[t].sign *
-                                             (int64_t{1} << (xbar.slices()[s].bit_lo + groups[t].bit_lo)) * r.value_fx;
-                  want_sat += r.saturated;
-                  want_lo = std::min(want_lo, a >> 16);
-                  want_hi = std::max(want_hi, a >> 16);
-                }
-        }
+        const DirectResult d = direct_evaluation(R, adc, sigma, key, pos_offset);
+        const std::vector<int64_t>& want = d.acc;
+        const uint64_t want_sat = d.saturations;
+        const int64_t want_lo = d.lo, want_hi = d.hi;
+        std::vector<int64_t> got(size_t{P} * N, 0), quiet(size_t{P} * N, 0);
         FastStats stats;
         for (uint32_t p0 = 0; p0 < P; p0 += 64) {
           const uint32_t nb = std::min<uint32_t>(64, P - p0);
