@@ -103,6 +103,20 @@ TEST(NonidealRng, GaussianMoments) {
   EXPECT_LE(hi, 5.8125);
 }
 
+TEST(NonidealRng, NoCorrelationAtTheKernelsStrides) {
+  // Conversions of one position at the strides of the canonical [G][S][T][N] order (next column,
+  // next group t at N = 64 / 512 columns, next slice) draw uncorrelated noise.
+  const uint64_t key = rng_key({11, kStreamAdcNoise, 4, 2, 77});
+  const int n = 300000;
+  std::vector<double> z(n + 4096 * 8);
+  for (size_t i = 0; i < z.size(); ++i) z[i] = gaussian_sample(key, i);
+  for (const int lag : {1, 2, 64, 512, 4096, 8 * 512}) {
+    double c = 0;
+    for (int i = 0; i < n; ++i) c += z[i] * z[i + lag];
+    EXPECT_NEAR(c / n, 0.0, 5.0 / std::sqrt(n)) << "lag " << lag;
+  }
+}
+
 TEST(NonidealRng, NeighbouringStreamsUncorrelated) {
   // Streams of neighbouring keys (positions pos and pos + 1 of an image) share no structure: the
   // correlation of their elements and of shifted elements is within noise.
