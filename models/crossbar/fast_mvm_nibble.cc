@@ -416,12 +416,12 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
   // blocked form with many steps: nu(S) = value_step code(S), code in the arithmetic form
   std::optional<StaircaseForm> nu1, nu2;  // nu(S) in arithmetic form (half blocks: floor + ceiling parts)
   __m256i thr[kNoise ? AffineNoiseForm::kMaxThresholds : 1];
-  __m256i pclampv = zero, bias_units = zero;
+  __m256i pclampv = zero, nu_offset = zero;
   bool clamp = false;
   if constexpr (kNoise) {
     clamp = a.noise->p_clamp < a.psum_bound;
     pclampv = _mm256_set1_epi16(static_cast<int16_t>(a.noise->p_clamp));
-    bias_units = _mm256_set1_epi16(static_cast<int16_t>(a.noise->nu_offset));
+    nu_offset = _mm256_set1_epi16(static_cast<int16_t>(a.noise->nu_offset));
     pshift = _mm_cvtsi32_si128(static_cast<int>(a.noise->p_shift));
     smult = _mm256_set1_epi16(static_cast<int16_t>(a.noise->s_mult));
     smult1 = a.noise->s_mult == 1;
@@ -484,7 +484,7 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void affine_columns(const Nibble
               if (kCount && clamp) {
                 // floor(a / 2^16) = p + ((nu - nu_offset) >> p_shift) (AffineNoiseForm; without
                 // clamping it is (u - nu_offset) >> p_shift, from the range of u below)
-                const __m256i v = _mm256_add_epi16(w[q][k], _mm256_sra_epi16(_mm256_sub_epi16(s16[q][k], bias_units), pshift));
+                const __m256i v = _mm256_add_epi16(w[q][k], _mm256_sra_epi16(_mm256_sub_epi16(s16[q][k], nu_offset), pshift));
                 if (full) {
                   ct.smin16 = _mm256_min_epi16(ct.smin16, v);
                   ct.smax16 = _mm256_max_epi16(ct.smax16, v);
@@ -620,6 +620,7 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulat
   thread_local std::vector<int32_t> valid32;
   thread_local std::vector<int64_t> wt;
   thread_local std::vector<uint32_t> noise_lanes;
+  thread_local std::vector<uint64_t> pos_keys;
   gofs.assign(G + 1, 0);
   for (uint32_t g = 0; g < G; ++g) gofs[g + 1] = gofs[g] + size_t{row_groups_[g]} * 64;
   const size_t chunk_bytes = gofs[G];
@@ -709,11 +710,13 @@ __attribute__((target("avx2,bmi,bmi2,popcnt"))) void BitPlaneCrossbar::accumulat
       noise_lanes.resize(size_t{chunks} * 128 + 8);
       uint32_t* base = noise_lanes.data() + ((32 - reinterpret_cast<uintptr_t>(noise_lanes.data()) % 32) % 32) / 4;
       uint32_t* hi = base + size_t{chunks} * 64;
+      pos_keys.resize(batch);  // H(image key, pos), once per position
+      for (uint32_t b = 0; b < batch; ++b) pos_keys[b] = rng_extend(noise->image_key, noise->pos0 + b);
       for (uint32_t c = 0; c < chunks; ++c)
         for (uint32_t v = 0; v < 8; ++v)
           for (uint32_t l = 0; l < 8; ++l) {
             const uint32_t j = noise_lane(v, l), b = j < used ? c * per_chunk + j / T : c * per_chunk;
-            const uint64_t key = rng_extend(noise->image_key, noise->pos0 + std::min(b, batch - 1));
+            const uint64_t key = pos_keys[std::min(b, batch - 1)];
             base[size_t{c} * 64 + v * 8 + l] = static_cast<uint32_t>(key) + 2 * (j % T) * N * kGamma32;
             hi[size_t{c} * 64 + v * 8 + l] = static_cast<uint32_t>(key >> 32);
           }

@@ -596,11 +596,13 @@ uint64_t NoiseMvmKernel::run(const int32_t* x_shifted, uint32_t batch, uint64_t 
   uint32_t* zhi = zbase + size_t{chunks} * 64;
   int32_t* masks = reinterpret_cast<int32_t*>((reinterpret_cast<uintptr_t>(mstore.data()) + 31) & ~uintptr_t{31});
   std::vector<uint8_t> full(chunks, 1);
+  std::vector<uint64_t> pos_keys(batch);  // H(key, pos), once per position
+  for (uint32_t b = 0; b < batch; ++b) pos_keys[b] = rng_extend(key, pos0 + b);
   for (uint32_t c = 0; c < chunks; ++c)
     for (uint32_t k = 0; k < 64; ++k) {
       const uint32_t lane = lane_of_element(k), bl = lane / T, t = lane % T;
       const bool valid = bl < per_chunk && c * per_chunk + bl < batch;
-      const uint64_t pos_key = rng_extend(key, pos0 + c * per_chunk + (valid ? bl : 0));
+      const uint64_t pos_key = pos_keys[c * per_chunk + (valid ? bl : 0)];
       zbase[size_t{c} * 64 + k] = static_cast<uint32_t>(pos_key) + 2 * t * N * kGamma32;
       zhi[size_t{c} * 64 + k] = static_cast<uint32_t>(pos_key >> 32);
       masks[size_t{c} * 192 + k] = valid ? 1 : 0;
